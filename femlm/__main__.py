@@ -1,0 +1,5 @@
+import sys
+
+from femlm.cli import main
+
+sys.exit(main())

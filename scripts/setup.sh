@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create or reuse .venv and install femlm with its test tools.
+# Sourced by scripts/demo.sh and scripts/test.sh; safe to run again.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${FEMLM_VENV:-$root/.venv}"
+py="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+    echo "setup: creating $venv" >&2
+    "$py" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+
+# A bare `pip install torch` pulls a multi-GB CUDA build; the CPU build 2.13.0
+# is what this project is tested with. Keep any torch the user already has.
+if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
+    echo "setup: installing torch==2.13.0 (CPU build)" >&2
+    "${pip[@]}" install "torch==2.13.0"
+fi
+
+stamp="$venv/.femlm-installed"
+want="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing femlm and its dependencies" >&2
+    "${pip[@]}" install -e "$root[dev]"
+    echo "$want" > "$stamp"
+fi
+export PATH="$venv/bin:$PATH"

@@ -1,0 +1,62 @@
+"""The command line: the visible job and one-line errors with non-zero exits."""
+
+import subprocess
+import sys
+
+import pytest
+
+from femlm.cli import main
+
+
+def test_mask_prints_every_strategy_with_counts(capsys):
+    assert main(["mask", "the model predicts every token once", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    for name in ("random", "whole-word", "span", "fully-explored", "fully-explored-span"):
+        assert f"\n{name}  (" in "\n" + out
+    assert "fully-explored  (7 views)" in out
+    assert "tokens predicted at least once: 6/6" in out
+    assert "[" in out and "masked |" in out
+
+
+def test_mask_respects_views(capsys):
+    assert main(["mask", "a b c d e f g h", "--strategy", "fully-explored", "--views", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("masked |") == 4 and "view  4   2 masked" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["mask", "text", "--rate", "1.5"], "rate"),
+        (["mask", "text", "--strategy", "fully-explored", "--views", "4", "--rate", "0.15"], None),
+        (["mask", "   "], "empty"),
+        (["mask", "--file", "/nonexistent/file.txt"], "no such file"),
+        (["mask", "text", "--tokenizer", "/nonexistent/tok"], "cannot load a tokenizer"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    if message is None:  # --views wins over the default rate for the fully-explored family
+        assert code == 0
+        return
+    assert code == 2
+    assert err.startswith("femlm: error:") and err.count("\n") == 1 and message in err
+
+
+def test_non_utf8_file(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"caf\xe9 au lait")
+    assert main(["mask", "--file", str(bad)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_module():
+    proc = subprocess.run(
+        [sys.executable, "-m", "femlm", "mask", "--rate", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("femlm: error:") and "Traceback" not in proc.stderr

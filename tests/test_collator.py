@@ -1,0 +1,216 @@
+"""MaskingCollator: drop-in behaviour, labels, view layout, worker-independence."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from femlm.collator import MaskingCollator, epoch_callback
+from femlm.show import builtin_tokenizer
+
+TEXTS = [
+    "the model predicts every token once",
+    "random masks make the gradient noisy and the training slow",
+    "a b c",
+    "fully explored masking splits the sentence into disjoint groups of tokens in each step",
+    "one",
+    "views of the same sentence are in the same step",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return builtin_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def features(tokenizer):
+    return [
+        {"input_ids": tokenizer(t)["input_ids"], "example_index": i} for i, t in enumerate(TEXTS)
+    ]
+
+
+def test_output_layout_labels_and_specials(tokenizer, features):
+    collator = MaskingCollator(tokenizer, strategy="fully-explored", views=4)
+    out = collator(features)
+    b, v = len(features), 4
+    length = max(len(f["input_ids"]) for f in features)
+    assert out["input_ids"].shape == (b * v, length)
+    assert torch.equal(out["sequence_index"], torch.arange(b).repeat_interleave(v))
+    assert torch.equal(out["view_index"], torch.arange(v).repeat(b))
+    predicted = out["labels"] != -100
+    specials = torch.tensor(tokenizer.all_special_ids)
+    for row in range(b * v):
+        original = torch.tensor(features[row // v]["input_ids"])
+        n = len(original)
+        labels = out["labels"][row]
+        assert (labels[n:] == -100).all(), "padding is never predicted"
+        assert (out["input_ids"][row, n:] == tokenizer.pad_token_id).all()
+        assert (out["attention_mask"][row, :n] == 1).all() and (
+            out["attention_mask"][row, n:] == 0
+        ).all()
+        assert torch.equal(labels[:n][predicted[row, :n]], original[predicted[row, :n]])
+        assert not torch.isin(original[predicted[row, :n]], specials).any(), (
+            "specials never predicted"
+        )
+        kept = ~predicted[row, :n]
+        assert torch.equal(out["input_ids"][row, :n][kept], original[kept]), (
+            "off-mask inputs unchanged"
+        )
+    # views of a sequence are a partition of its maskable tokens
+    per_seq = predicted.view(b, v, length).sum(1)
+    for i, f in enumerate(features):
+        ids = torch.tensor(f["input_ids"])
+        maskable = ~torch.isin(ids, specials)
+        assert torch.equal(per_seq[i, : len(ids)], maskable.long())
+
+
+def test_tensor_and_list_inputs_give_the_same_batch(tokenizer, features):
+    collator = MaskingCollator(tokenizer, strategy="span", views=2, seed=3)
+    as_tensors = [
+        {"input_ids": torch.tensor(f["input_ids"]), "example_index": f["example_index"]}
+        for f in features
+    ]
+    a, b = collator(features), collator(as_tensors)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_masks_depend_on_seed_epoch_and_index_only(tokenizer, features):
+    collator = MaskingCollator(tokenizer, strategy="random", views=3, seed=7)
+    whole = collator(features)
+    again = MaskingCollator(tokenizer, strategy="random", views=3, seed=7)(
+        [features[4], features[1]]
+    )
+    rows = lambda i: slice(3 * i, 3 * i + 3)  # noqa: E731
+    for pos, i in enumerate([4, 1]):
+        n = len(features[i]["input_ids"])
+        assert torch.equal(again["labels"][rows(pos), :n], whole["labels"][rows(i), :n])
+        assert torch.equal(again["input_ids"][rows(pos), :n], whole["input_ids"][rows(i), :n])
+    collator.set_epoch(1)
+    assert not torch.equal(collator(features)["labels"], whole["labels"]), "new epoch, new masks"
+    other = MaskingCollator(tokenizer, strategy="random", views=3, seed=8)(features)
+    assert not torch.equal(other["labels"], whole["labels"]), "new seed, new masks"
+
+
+def test_without_an_index_masks_are_keyed_on_content(tokenizer, features):
+    plain = [{"input_ids": f["input_ids"]} for f in features]
+    collator = MaskingCollator(tokenizer, strategy="fully-explored", views=3)
+    whole = collator(plain)
+    alone = collator([plain[3]])
+    n = len(plain[3]["input_ids"])
+    assert torch.equal(alone["labels"][:, :n], whole["labels"][9:12, :n])
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, features):
+        self.features = features
+
+    def __len__(self):
+        return len(self.features)
+
+    def __getitem__(self, i):
+        return self.features[i]
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_same_masks_with_any_number_of_workers(tokenizer, features, workers):
+    collator = MaskingCollator(tokenizer, strategy="fully-explored-span", views=3, seed=5)
+    data = _Indexed(features * 4)
+    base = DataLoader(data, batch_size=5, collate_fn=collator, num_workers=0)
+    multi = DataLoader(data, batch_size=5, collate_fn=collator, num_workers=workers)
+    for a, b in zip(base, multi, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_short_sequences_and_empty_views(tokenizer):
+    # "one" is a single maskable token: 1 of 7 views predicts it, 6 predict nothing.
+    collator = MaskingCollator(tokenizer)
+    out = collator([{"input_ids": tokenizer("one")["input_ids"]}])
+    assert out["input_ids"].shape[0] == 7
+    assert (out["labels"] != -100).sum(1).tolist().count(0) == 6
+    only_specials = collator([{"input_ids": tokenizer("")["input_ids"]}])
+    assert (only_specials["labels"] == -100).all()
+
+
+def test_special_tokens_mask_and_word_ids_are_honoured(tokenizer):
+    enc = tokenizer("masked language model training", return_special_tokens_mask=True)
+    feature = {
+        "input_ids": enc["input_ids"],
+        "special_tokens_mask": [1, 1] + enc["special_tokens_mask"][2:],  # also protect 1st word
+        "word_ids": enc.word_ids(),
+    }
+    out = MaskingCollator(tokenizer, strategy="fully-explored", views=2)([feature])
+    assert (out["labels"][:, :2] == -100).all()
+    assert ((out["labels"] != -100).sum(0)[2:-1] == 1).all()
+
+
+def test_bad_configuration_is_rejected(tokenizer):
+    with pytest.raises(ValueError, match="disagree"):
+        MaskingCollator(tokenizer, strategy="fully-explored", views=4, rate=0.15)
+    with pytest.raises(ValueError, match="rate"):
+        MaskingCollator(tokenizer, strategy="random", rate=1.5)
+    with pytest.raises(ValueError, match="sum to <= 1"):
+        MaskingCollator(tokenizer, mask_prob=0.9, random_prob=0.2)
+    no_mask = builtin_tokenizer()
+    no_mask.mask_token = None
+    with pytest.raises(ValueError, match="no mask token"):
+        MaskingCollator(no_mask)
+
+
+def _tiny_bert(tokenizer):
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    return BertForMaskedLM(config)
+
+
+def test_one_real_step_with_transformers_trainer(tokenizer, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model = _tiny_bert(tokenizer)
+    before = [p.detach().clone() for p in model.parameters()]
+    collator = MaskingCollator(tokenizer, strategy="fully-explored", views=3)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=3,
+        max_steps=1,
+        learning_rate=1e-2,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        logging_strategy="no",
+        remove_unused_columns=False,
+    )
+    data = [{"input_ids": tokenizer(t)["input_ids"]} for t in TEXTS]
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        data_collator=collator,
+        callbacks=[epoch_callback(collator)],
+    )
+    result = trainer.train()
+    assert result.global_step == 1
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)]
+    assert sum(changed) > len(changed) // 2, "the optimizer step updated the weights"
+
+
+def test_plain_pytorch_loop(tokenizer, features):
+    model = _tiny_bert(tokenizer)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    loader = DataLoader(_Indexed(features), batch_size=3, collate_fn=MaskingCollator(tokenizer))
+    for batch in loader:
+        batch.pop("sequence_index"), batch.pop("view_index")
+        loss = model(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        assert torch.isfinite(loss)
