@@ -65,6 +65,64 @@ def _run_fetch(args: argparse.Namespace) -> None:
     fetch(args.general, args.domain, args.tasks, cache_dir=args.cache_dir)
 
 
+def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tokenizer", help="train a WordPiece tokenizer")
+    tsub = p.add_subparsers(dest="tokenizer_command", required=True)
+    t = tsub.add_parser("train", help="train on a corpus and save a transformers-loadable folder")
+    t.add_argument(
+        "--data", nargs="+", required=True, help="text, JSONL, Parquet files or saved datasets"
+    )
+    t.add_argument("--output", required=True, help="folder to write the tokenizer to")
+    t.add_argument("--vocab-size", type=int, default=8192, help="vocabulary size (default 8192)")
+    t.add_argument(
+        "--min-frequency", type=int, default=2, help="minimum pair frequency (default 2)"
+    )
+    t.add_argument("--text-field", default="text", help="JSONL/Parquet text field (default text)")
+    t.add_argument("--cased", action="store_true", help="keep case (default: lowercase)")
+    t.set_defaults(run=_run_tokenizer)
+
+
+def _run_tokenizer(args: argparse.Namespace) -> None:
+    from femlm.data import train_tokenizer
+
+    if args.vocab_size < 10:
+        raise FemlmError(f"--vocab-size must be at least 10, got {args.vocab_size}")
+    path = train_tokenizer(
+        args.data,
+        args.output,
+        vocab_size=args.vocab_size,
+        min_frequency=args.min_frequency,
+        lowercase=not args.cased,
+        text_field=args.text_field,
+    )
+    print(f"tokenizer saved to {path}")
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    from femlm.config import TrainConfig, add_arguments
+
+    p = sub.add_parser(
+        "pretrain",
+        help="pre-train from scratch or continue from a checkpoint",
+        description="Flags override the --config file, which overrides the defaults.",
+    )
+    p.add_argument("--config", help="YAML or JSON file with TrainConfig keys")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    add_arguments(p, TrainConfig)
+    p.set_defaults(run=_run_pretrain)
+
+
+def _run_pretrain(args: argparse.Namespace) -> None:
+    from femlm.train import run_from_files
+
+    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    final = run_from_files(args.config, overrides, args.resume)
+    print(f"final model: {final}")
+
+
+_NOT_CONFIG = {"command", "run", "config", "resume"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="femlm", description="Masked-LM pre-training with fully-explored masking."
@@ -72,11 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_mask(sub)
     _add_data(sub)
+    _add_tokenizer(sub)
+    _add_pretrain(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _setup_logging()
     try:
         args.run(args)
     except (FemlmError, ValueError) as err:
@@ -86,6 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("femlm: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _setup_logging() -> None:
+    import logging
+    import os
+
+    # Under torchrun only rank 0 talks.
+    quiet = os.environ.get("RANK", "0") != "0"
+    logger = logging.getLogger("femlm")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("femlm: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 if __name__ == "__main__":

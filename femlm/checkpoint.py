@@ -1,0 +1,142 @@
+"""Checkpoints that are written atomically and verified before use.
+
+A checkpoint is a folder ``step-NNNNNNN`` holding ``model.safetensors``,
+``training.pt`` (optimizer, scheduler, RNG states, step), ``femlm_config.json`` and
+``manifest.json`` with the sha256 of every other file. It is written under a
+temporary name and renamed when complete, so a crash leaves either the whole
+checkpoint or a ``.tmp`` folder that is never read. Nothing is unpickled:
+weights are safetensors and ``training.pt`` is read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from femlm.errors import FemlmError
+
+_NAME = re.compile(r"^step-(\d+)$")
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "training.pt"
+MANIFEST = "manifest.json"
+CONFIG_FILE = "femlm_config.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict with tied weights stored once (safetensors refuses shared memory)."""
+    seen: dict[int, str] = {}
+    out = {}
+    for name, tensor in model.state_dict().items():
+        key = tensor.data_ptr()
+        if key in seen and tensor.numel() > 0:
+            continue
+        seen[key] = name
+        out[name] = tensor.detach().contiguous().cpu()
+    return out
+
+
+def save_checkpoint(
+    folder: Path, step: int, model: nn.Module, state: dict[str, Any], config: dict[str, Any]
+) -> Path:
+    """Write ``folder/step-NNNNNNN`` atomically; return its path."""
+    final = folder / f"step-{step:07d}"
+    tmp = folder / f".step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(model_tensors(model), str(tmp / MODEL_FILE))
+    torch.save(state, tmp / STATE_FILE)
+    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    files = {name: _sha256(tmp / name) for name in (MODEL_FILE, STATE_FILE, CONFIG_FILE)}
+    (tmp / MANIFEST).write_text(json.dumps({"step": step, "sha256": files}, indent=2) + "\n")
+    _fsync_tree(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in folder.iterdir():
+        with open(p, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoint folders, oldest first (``.tmp`` leftovers are ignored)."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def verify(path: Path) -> dict[str, Any]:
+    """The manifest, after checking every file's sha256; FemlmError if anything is off."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise FemlmError(f"checkpoint {path} is incomplete (no {MANIFEST}); delete it to resume")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        expected = manifest["sha256"]
+    except (ValueError, KeyError):
+        raise FemlmError(
+            f"checkpoint {path} has a corrupt {MANIFEST}; delete it to resume"
+        ) from None
+    for name, digest in expected.items():
+        file = path / name
+        if not file.is_file():
+            raise FemlmError(f"checkpoint {path} is missing {name}; delete it to resume")
+        if _sha256(file) != digest:
+            raise FemlmError(
+                f"checkpoint {path} is corrupt ({name} fails its sha256); delete it to resume"
+            )
+    return manifest
+
+
+def load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any]:
+    """Verify, load the weights into ``model`` and return the training state."""
+    verify(path)
+    tensors = load_file(str(path / MODEL_FILE))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    tied = {n for n, _ in _tied_names(model)}
+    if unexpected or set(missing) - tied:
+        raise FemlmError(
+            f"checkpoint {path} does not fit this model "
+            f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})"
+        )
+    return torch.load(path / STATE_FILE, weights_only=True, map_location="cpu")
+
+
+def _tied_names(model: nn.Module) -> list[tuple[str, str]]:
+    """(dropped, kept) names of parameters that share memory with an earlier one."""
+    seen: dict[int, str] = {}
+    pairs = []
+    for name, tensor in model.state_dict().items():
+        key = tensor.data_ptr()
+        if key in seen and tensor.numel() > 0:
+            pairs.append((name, seen[key]))
+        else:
+            seen[key] = name
+    return pairs
+
+
+def prune(folder: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints."""
+    for old in list_checkpoints(folder)[: -max(keep_last, 1)]:
+        shutil.rmtree(old, ignore_errors=True)

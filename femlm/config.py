@@ -1,0 +1,162 @@
+"""Typed configuration: dataclasses with help text, files, and CLI overrides.
+
+Precedence: field defaults < YAML/JSON file < command-line flags. Unknown
+keys are an error, and the resolved config is written beside every
+checkpoint, so a run can always be re-created from its folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from femlm.errors import FemlmError
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``femlm pretrain`` needs; one field per flag."""
+
+    data: list[str] = _f([], "training corpus: text, JSONL, Parquet files or saved datasets")
+    text_field: str = _f("text", "field/column holding the text in JSONL and Parquet")
+    tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder's own)")
+    model: str = _f("tiny", "preset (tiny, mini, small, base) or a local masked-LM folder")
+    max_length: int = _f(128, "tokens per packed block, [CLS] and [SEP] included")
+    validation_fraction: float = _f(0.02, "share of documents held out for validation")
+    cache_dir: str | None = _f(None, "where tokenised blocks are cached (default $FEMLM_CACHE)")
+    strategy: str = _f("fully-explored", "masking strategy (see docs/masking.md)")
+    views: int | None = _f(None, "masked views per sequence (fully-explored: round(1/rate))")
+    rate: float | None = _f(None, "mask rate (default 0.15; fully-explored: 1/views)")
+    mask_prob: float = _f(0.8, "share of masked positions replaced by [MASK]")
+    random_prob: float = _f(0.1, "share of masked positions replaced by a random token")
+    batch_size: int = _f(8, "sequences per optimizer step (each with all its views)")
+    grad_accum: int = _f(1, "micro-batches per step; all views of a sequence stay together")
+    lr: float = _f(5e-4, "peak learning rate")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    warmup_steps: int = _f(100, "linear warm-up steps")
+    schedule: str = _f("linear", "decay after warm-up: linear, cosine or constant")
+    max_steps: int = _f(1000, "optimizer steps")
+    clip_grad: float = _f(1.0, "max gradient norm (0 = no clipping)")
+    dropout: float | None = _f(None, "override the model's dropout (e.g. 0 for exact tests)")
+    eval_every: int = _f(100, "evaluate every N steps (0 = only at the end)")
+    eval_sequences: int = _f(256, "validation sequences in the fixed evaluation set")
+    eval_rate: float = _f(0.15, "mask rate of the fixed evaluation masks (random)")
+    eval_seed: int = _f(1234, "seed of the fixed evaluation masks, the same for every strategy")
+    save_every: int = _f(200, "checkpoint every N steps (0 = only at the end)")
+    keep_last: int = _f(2, "checkpoints kept")
+    log_every: int = _f(10, "log training loss every N steps")
+    out_dir: str = _f("runs/pretrain", "run folder: config, metrics, checkpoints, final model")
+    seed: int = _f(0, "seed of data order, masks and initialisation")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
+    bf16: bool = _f(False, "bf16 autocast for forward passes")
+    compile: bool = _f(False, "torch.compile the model")
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    progress: bool = _f(True, "show a progress bar")
+
+
+def _base_type(tp: Any) -> Any:
+    """``int | None`` -> int; ``list[str]`` -> list."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0])
+    return typing.get_origin(tp) or tp
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per dataclass field, with its help; defaults stay unset
+    (None) so that only flags the user typed override the file."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = _base_type(hints[f.name])
+        help_text = f"{f.metadata.get('help', '')} (default: {_default(f)})"
+        if kind is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        elif kind is list:
+            parser.add_argument(flag, nargs="+", default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def load_config(cls: type, path: str | None = None, overrides: dict[str, Any] | None = None) -> Any:
+    """Defaults, then the YAML/JSON file at ``path``, then non-None ``overrides``."""
+    values: dict[str, Any] = {}
+    if path:
+        values.update(_read_file(path))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_dict(cls, values)
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise FemlmError(f"unknown config key(s): {', '.join(unknown)}")
+    hints = _hints(cls)
+    checked = {k: _check_type(k, v, _base_type(hints[k])) for k, v in values.items()}
+    return cls(**checked)
+
+
+def _check_type(key: str, value: Any, kind: Any) -> Any:
+    if value is None:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is list and isinstance(value, str):
+        return [value]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FemlmError(f"config key {key!r} should be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise FemlmError(f"config file not found: {path}")
+    try:
+        text = p.read_text(encoding="utf-8")
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise FemlmError(f"cannot parse config {path}: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # yaml.YAMLError has no common base with ValueError
+        raise FemlmError(f"cannot parse config {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise FemlmError(f"config {path} must hold a mapping of keys to values")
+    return data
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(to_dict(config), indent=2) + "\n", encoding="utf-8")

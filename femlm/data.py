@@ -1,0 +1,445 @@
+"""Corpus reading, tokenizer training and packed, cached blocks for pre-training.
+
+Inputs are streamed, never read whole: ``.txt``/``.text`` (one document per
+non-empty line), ``.jsonl``/``.json`` (JSON lines; one document per record,
+taken from ``text_field``), ``.parquet`` (the ``text_field`` column, read in
+batches) and folders written by ``datasets.save_to_disk`` (memory-mapped
+Arrow). Any other folder is searched recursively, in sorted order, for those.
+
+:func:`build_blocks` tokenises the documents, packs them into blocks of exactly
+``max_length`` tokens (``[CLS]`` + body + ``[SEP]``, documents joined by
+``[SEP]``) and caches the result under a key made from the inputs' content,
+the tokenizer and the settings, so a second run starts at once. See
+``docs/data.md`` for the exact rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from femlm.errors import FemlmError
+from femlm.tokenizer import (
+    SPECIAL_TOKENS,
+    block_ranges,
+    fast_backend,
+    load_tokenizer,
+    pack_documents,
+    packing_stats,
+    save_tokenizer,
+    train_wordpiece,
+)
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "build_blocks",
+    "iter_documents",
+    "load_tokenizer",
+    "resolve_inputs",
+    "train_tokenizer",
+]
+
+log = logging.getLogger("femlm")
+
+# Bump when packing or the stored layout changes, so old caches are not trusted.
+BLOCKS_VERSION = 1
+_KINDS = {
+    ".txt": "text",
+    ".text": "text",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+}
+_BATCH = 1000  # documents per tokenizer call and rows per Arrow/Parquet read
+_BAD_UTF8 = ("skip", "error")
+
+Source = tuple[str, pathlib.Path]  # (kind, path), kind in text/jsonl/parquet/dataset
+
+
+# --- reading -----------------------------------------------------------------------
+
+
+def resolve_inputs(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Source]:
+    """The readable sources behind ``paths``, in order; folders expand in sorted order.
+
+    Checked up front so a typo fails at once with one line, not mid-run.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise FemlmError("no input files given")
+    sources: list[Source] = []
+    for given in paths:
+        path = pathlib.Path(given).expanduser()
+        if not path.exists():
+            raise FemlmError(f"input {str(given)!r} does not exist")
+        if path.is_dir() and not _is_saved_dataset(path):
+            found = _walk(path)
+            if not found:
+                raise FemlmError(
+                    f"folder {str(given)!r} holds no .txt, .jsonl, .json, .parquet file or saved dataset"
+                )
+            sources.extend(found)
+        elif path.is_dir():
+            sources.append(("dataset", path))
+        elif path.suffix.lower() in _KINDS:
+            sources.append((_KINDS[path.suffix.lower()], path))
+        else:
+            raise FemlmError(
+                f"{str(given)!r}: unsupported file type {path.suffix or '(none)'!r}; use .txt, .jsonl, .json, .parquet or a datasets.save_to_disk folder"
+            )
+    return sources
+
+
+def _is_saved_dataset(path: pathlib.Path) -> bool:
+    return (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
+def _walk(folder: pathlib.Path) -> list[Source]:
+    found: list[Source] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            found.extend([("dataset", entry)] if _is_saved_dataset(entry) else _walk(entry))
+        elif entry.suffix.lower() in _KINDS:
+            found.append((_KINDS[entry.suffix.lower()], entry))
+    return found
+
+
+def iter_documents(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
+    text_field: str = "text",
+    on_bad_utf8: str = "skip",
+    stats: dict | None = None,
+) -> Iterator[str]:
+    """Stream the documents of ``paths``, one string each, holding one batch at most.
+
+    Inputs are checked now; reading happens lazily as the iterator is consumed.
+    ``stats`` (when given) gets ``documents`` and ``bad_utf8`` counts. Lines that
+    are not UTF-8 are skipped and counted (``on_bad_utf8="skip"``) or raise
+    FemlmError naming file and line (``"error"``). Blank documents are skipped.
+    """
+    if on_bad_utf8 not in _BAD_UTF8:
+        raise FemlmError(f"on_bad_utf8 must be 'skip' or 'error', got {on_bad_utf8!r}")
+    sources = resolve_inputs(paths)
+    counts = stats if stats is not None else {}
+    counts.setdefault("documents", 0)
+    counts.setdefault("bad_utf8", 0)
+    return _documents(sources, text_field, on_bad_utf8, counts)
+
+
+def _documents(sources: list[Source], field: str, on_bad: str, counts: dict) -> Iterator[str]:
+    for kind, path in sources:
+        if kind == "text":
+            texts = (line.rstrip("\r\n") for _, line in _lines(path, on_bad, counts))
+        elif kind == "jsonl":
+            texts = _jsonl_texts(path, field, on_bad, counts)
+        elif kind == "parquet":
+            texts = _parquet_texts(path, field)
+        else:
+            texts = _dataset_texts(path, field)
+        for text in texts:
+            if text.strip():
+                counts["documents"] += 1
+                yield text
+
+
+def _lines(path: pathlib.Path, on_bad: str, counts: dict) -> Iterator[tuple[int, str]]:
+    """(line number, decoded line) pairs; only splits on ``\\n``, like the files' writers."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                if on_bad == "error":
+                    raise FemlmError(
+                        f"{path}:{number}: not UTF-8 (bad byte at column {err.start + 1}); re-encode the file or skip such lines (on_bad_utf8='skip')"
+                    ) from None
+                counts["bad_utf8"] += 1
+                continue
+            yield number, line.removeprefix("\ufeff") if number == 1 else line
+
+
+def _jsonl_texts(path: pathlib.Path, field: str, on_bad: str, counts: dict) -> Iterator[str]:
+    for number, line in _lines(path, on_bad, counts):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FemlmError(
+                f"{path}:{number}: not valid JSON ({err.msg}); expected one JSON object per line"
+            ) from None
+        if not isinstance(record, dict) or field not in record:
+            keys = (
+                ", ".join(map(repr, record)) if isinstance(record, dict) else type(record).__name__
+            )
+            raise FemlmError(
+                f"{path}:{number}: no field {field!r} (found {keys}); set the text field"
+            )
+        yield from _as_texts([record[field]], path, field)
+
+
+def _as_texts(values: Iterable[Any], where: Any, field: str) -> Iterator[str]:
+    """Strings pass, nulls are skipped, anything else is an error: never silently str()."""
+    for value in values:
+        if isinstance(value, str):
+            yield value
+        elif value is not None:
+            raise FemlmError(f"{where}: field {field!r} holds {type(value).__name__}, not text")
+
+
+def _parquet_texts(path: pathlib.Path, field: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    if field not in parquet.schema_arrow.names:
+        raise FemlmError(
+            f"{path}: no column {field!r} (found {', '.join(parquet.schema_arrow.names)}); set the text field"
+        )
+    for batch in parquet.iter_batches(batch_size=_BATCH, columns=[field]):
+        yield from _as_texts(batch.column(0).to_pylist(), path, field)
+
+
+def _dataset_texts(path: pathlib.Path, field: str) -> Iterator[str]:
+    """Rows of a saved Dataset, or of every split of a saved DatasetDict (sorted by name)."""
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    parts = (
+        [loaded] if isinstance(loaded, datasets.Dataset) else [loaded[k] for k in sorted(loaded)]
+    )
+    for part in parts:
+        if field not in part.column_names:
+            raise FemlmError(
+                f"{path}: no column {field!r} (found {', '.join(part.column_names)}); set the text field"
+            )
+        for batch in part.select_columns([field]).iter(batch_size=_BATCH):
+            yield from _as_texts(batch[field], path, field)
+
+
+def _bar(items: Iterable, desc: str, progress: bool, unit: str = "doc") -> Iterable:
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+# --- tokenizer ---------------------------------------------------------------------
+
+
+def train_tokenizer(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    vocab_size: int = 8192,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+    text_field: str = "text",
+    progress: bool = True,
+) -> pathlib.Path:
+    """Train a WordPiece tokenizer on the corpus and save it where AutoTokenizer loads it.
+
+    Uncased by default (BERT's normaliser lowercases and strips accents), which
+    suits the small corpora this project targets. Returns ``out_dir``.
+    """
+    stats: dict = {}
+    documents = iter_documents(paths, text_field, "skip", stats)
+    tok = train_wordpiece(
+        _bar(documents, "reading corpus", progress), vocab_size, min_frequency, lowercase
+    )
+    if stats["bad_utf8"]:
+        log.warning("skipped %d lines that are not UTF-8", stats["bad_utf8"])
+    return save_tokenizer(tok, out_dir)
+
+
+# --- blocks ------------------------------------------------------------------------
+
+
+def build_blocks(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
+    tokenizer: Any,
+    max_length: int = 128,
+    cache_dir: str | os.PathLike | None = None,
+    text_field: str = "text",
+    validation_fraction: float = 0.02,
+    seed: int = 0,
+    on_bad_utf8: str = "skip",
+    progress: bool = True,
+) -> Any:
+    """Tokenised, packed blocks as ``DatasetDict(train=..., validation=...)``, cached.
+
+    Columns: ``input_ids`` (int32, exactly ``max_length``, ``[CLS]`` first and
+    ``[SEP]`` last) and ``example_index`` (0..n-1 per split, the key the
+    collator draws masks from). Documents go to validation when a hash of
+    (seed, text) falls below ``validation_fraction``, so no document is in
+    both splits and the split does not depend on file order or batch size.
+    """
+    _check_settings(max_length, validation_fraction, on_bad_utf8)
+    sources = resolve_inputs(paths)
+    backend, cls_id, sep_id = fast_backend(tokenizer)
+    settings = {"max_length": max_length, "text_field": text_field, "seed": seed}
+    settings |= {"validation_fraction": validation_fraction, "cls": cls_id, "sep": sep_id}
+    key = cache_key(sources, backend.to_str(), settings)
+    root = _blocks_root(cache_dir)
+    final = root / key[:32]
+    cached = _load_cached(final)
+    if cached is not None:
+        log.info("reusing cached blocks %s", final)
+        return cached
+    root.mkdir(parents=True, exist_ok=True)
+    work = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        counts = {"documents": 0, "bad_utf8": 0}
+        documents = _documents(sources, text_field, on_bad_utf8, counts)
+        packers = pack_documents(_bar(documents, "tokenising", progress), backend, settings, work)
+        stats = packing_stats(packers, counts, max_length)
+        rows = block_ranges(packers, validation_fraction, max_length)
+        _write_dataset(rows, max_length, key, work, stats)
+        _publish(work / "blocks", final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    import datasets
+
+    return datasets.load_from_disk(str(final))
+
+
+def _check_settings(max_length: int, fraction: float, on_bad_utf8: str) -> None:
+    if max_length < 3:
+        raise FemlmError(
+            f"max_length must be at least 3 ([CLS], one token, [SEP]), got {max_length}"
+        )
+    if not 0 <= fraction < 1:
+        raise FemlmError(f"validation_fraction must be in [0, 1), got {fraction}")
+    if on_bad_utf8 not in _BAD_UTF8:
+        raise FemlmError(f"on_bad_utf8 must be 'skip' or 'error', got {on_bad_utf8!r}")
+
+
+def cache_key(sources: list[Source], tokenizer_json: str, settings: dict) -> str:
+    """sha256 over the inputs' bytes (in order), the serialised tokenizer and the settings.
+
+    Paths are left out on purpose: a moved corpus keeps its cache, an edited
+    one gets a new key.
+    """
+    digest = hashlib.sha256(json.dumps({"v": BLOCKS_VERSION, **settings}, sort_keys=True).encode())
+    digest.update(hashlib.sha256(tokenizer_json.encode("utf-8")).digest())
+    for kind, path in sources:
+        digest.update(kind.encode() + b"\0" + _content_digest(path))
+    return digest.hexdigest()
+
+
+def _content_digest(path: pathlib.Path) -> bytes:
+    if path.is_file():
+        return _file_digest(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0" + _file_digest(file))
+    return digest.digest()
+
+
+def _file_digest(path: pathlib.Path) -> bytes:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def _blocks_root(cache_dir: str | os.PathLike | None) -> pathlib.Path:
+    if cache_dir is not None:
+        return pathlib.Path(cache_dir).expanduser()
+    env = os.environ.get("FEMLM_CACHE")
+    base = pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "femlm"
+    return base / "blocks"
+
+
+def _load_cached(final: pathlib.Path) -> Any | None:
+    """The cached DatasetDict, or None; an unreadable folder is moved aside and rebuilt."""
+    if not final.is_dir():
+        return None
+    import datasets
+
+    try:
+        return datasets.load_from_disk(str(final))
+    except Exception as err:  # a damaged cache must never stop a run
+        log.warning("cached blocks %s do not load (%s); rebuilding", final, type(err).__name__)
+        trash = final.with_name(f".{final.name}.broken-{os.getpid()}")
+        final.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        return None
+
+
+def _rows(path: str, length: int, start: int, stop: int) -> Iterator[dict]:
+    blocks = np.memmap(path, dtype=np.int32, mode="r", shape=(stop, length))
+    for i in range(start, stop):
+        yield {"input_ids": blocks[i].tolist(), "example_index": i - start}
+
+
+def _write_dataset(
+    rows: dict[str, tuple], max_length: int, key: str, work: pathlib.Path, stats: dict
+) -> None:
+    import datasets
+
+    features = datasets.Features(
+        {
+            "input_ids": datasets.List(datasets.Value("int32")),
+            "example_index": datasets.Value("int64"),
+        }
+    )
+    splits = {}
+    with _quiet_datasets():
+        for name, (path, start, stop) in rows.items():
+            if stop == start:
+                splits[name] = datasets.Dataset.from_dict(
+                    {"input_ids": [], "example_index": []}, features=features
+                )
+                continue
+            kwargs = {"path": str(path), "length": max_length, "start": start, "stop": stop}
+            splits[name] = datasets.Dataset.from_generator(
+                _rows,
+                features=features,
+                gen_kwargs=kwargs,
+                cache_dir=str(work / "hf"),
+                fingerprint=f"{key[:32]}-{name}",
+            )
+        # datasets writes no shard for an empty split and then cannot load it: ask for one.
+        shards = {name: 1 for name, split in splits.items() if len(split) == 0}
+        datasets.DatasetDict(splits).save_to_disk(str(work / "blocks"), num_shards=shards)
+    (work / "blocks" / "femlm_blocks.json").write_text(
+        json.dumps({"key": key, **stats}, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Hide datasets' own bars: our tokenising bar already shows the slow part."""
+    import datasets
+
+    was = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was:
+            datasets.enable_progress_bars()
+
+
+def _publish(built: pathlib.Path, final: pathlib.Path) -> None:
+    """Rename into place; if another process (another rank) got there first, keep its copy."""
+    try:
+        built.rename(final)
+    except OSError:
+        if not final.is_dir():
+            raise

@@ -1,0 +1,166 @@
+"""Models: presets built from scratch, local checkpoints for continual training,
+and the MLM loss computed only where something is predicted."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from femlm.errors import FemlmError
+
+log = logging.getLogger("femlm")
+
+
+@dataclass(frozen=True)
+class Preset:
+    layers: int
+    hidden: int
+    heads: int
+
+    @property
+    def intermediate(self) -> int:
+        return 4 * self.hidden
+
+
+PRESETS = {
+    "tiny": Preset(2, 128, 2),
+    "mini": Preset(4, 256, 4),
+    "small": Preset(6, 384, 6),
+    "base": Preset(12, 768, 12),
+}
+
+
+def build_model(
+    name_or_path: str,
+    tokenizer: Any,
+    max_length: int = 512,
+    dropout: float | None = None,
+) -> nn.Module:
+    """A masked-LM: a fresh BERT from a preset name, or a local checkpoint folder.
+
+    A checkpoint without an MLM head (e.g. a sentence-embedding encoder) gets a
+    freshly initialised head whose decoder is tied to the word embeddings; this
+    is logged, since its loss starts near ``log(vocab)``.
+    """
+    if name_or_path in PRESETS:
+        return _from_preset(PRESETS[name_or_path], tokenizer, max_length, dropout)
+    if not os.path.isdir(name_or_path):
+        raise FemlmError(
+            f"model {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a local folder"
+        )
+    return _from_checkpoint(name_or_path, tokenizer, max_length, dropout)
+
+
+def _from_preset(p: Preset, tokenizer: Any, max_length: int, dropout: float | None) -> nn.Module:
+    from transformers import BertConfig, BertForMaskedLM
+
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=p.hidden,
+        num_hidden_layers=p.layers,
+        num_attention_heads=p.heads,
+        intermediate_size=p.intermediate,
+        max_position_embeddings=max(512, max_length),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if dropout is not None:
+        config.hidden_dropout_prob = config.attention_probs_dropout_prob = dropout
+    return BertForMaskedLM(config)
+
+
+def _from_checkpoint(
+    path: str, tokenizer: Any, max_length: int, dropout: float | None
+) -> nn.Module:
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        if dropout is not None:
+            for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"):
+                if hasattr(config, key):
+                    setattr(config, key, dropout)
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            path, config=config, local_files_only=True, output_loading_info=True
+        )
+    except (OSError, ValueError, KeyError) as err:
+        raise FemlmError(
+            f"cannot load a masked-LM from {path!r}: {str(err).splitlines()[0]}"
+        ) from None
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise FemlmError(
+            f"the tokenizer has {len(tokenizer)} tokens but {path!r} embeds only "
+            f"{model.get_input_embeddings().num_embeddings}; use the checkpoint's own tokenizer"
+        )
+    limit = getattr(model.config, "max_position_embeddings", max_length)
+    if max_length > limit:
+        raise FemlmError(f"max_length {max_length} exceeds the model's {limit} positions")
+    missing = [k for k in info.get("missing_keys", []) if "embeddings.position_ids" not in k]
+    if missing:
+        log.warning(
+            "%d weights were not in %s and start fresh (%s%s); the MLM head's decoder is "
+            "tied to the word embeddings",
+            len(missing),
+            path,
+            ", ".join(missing[:4]),
+            ", ..." if len(missing) > 4 else "",
+        )
+    model.tie_weights()
+    return model
+
+
+def _encoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """The encoder and the head that maps hidden states ``[..., H]`` to logits."""
+    for head_name in ("cls", "lm_head"):  # BERT-style, RoBERTa-style
+        head = getattr(model, head_name, None)
+        encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+        if head is not None and encoder is not None:
+            return encoder, head
+    return None
+
+
+def mlm_loss_sum(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
+    """Summed cross-entropy over predicted tokens, and how many there were.
+
+    The prediction head (a ``[tokens, vocab]`` matmul, the costliest part of a
+    small model's step) runs only at positions with a label, not at all
+    ``batch * length`` positions. Callers divide by the step's total count so
+    the loss is a mean over every predicted token of the step.
+    """
+    labels = batch["labels"]
+    where = labels != -100
+    count = int(where.sum())
+    inputs = {
+        k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+    }
+    parts = _encoder_and_head(model)
+    if parts is None:  # unknown architecture: full logits, then select
+        logits = model(**inputs).logits[where]
+    else:
+        encoder, head = parts
+        hidden = encoder(**inputs)[0]
+        logits = head(hidden[where])
+    loss = F.cross_entropy(logits.float(), labels[where], reduction="sum")
+    return loss, count
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` means CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise FemlmError(f"unknown device {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FemlmError("device 'cuda' requested but CUDA is not available")
+    return device

@@ -1,0 +1,253 @@
+"""Pre-training: config, checkpoints, the loop, exact resume, DDP, bad input."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from femlm.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, verify
+from femlm.cli import main
+from femlm.config import TrainConfig, load_config
+from femlm.errors import FemlmError
+
+WORDS = (
+    "the a model token mask gradient sentence word view step data train loss noise random "
+    "fully explored disjoint group predict every once language masked variance small large"
+).split()
+
+
+def _corpus(path: Path, docs: int = 300, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(docs):
+        n = rng.randint(8, 40)
+        lines.append(" ".join(rng.choice(WORDS) for _ in range(n)))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from femlm.data import train_tokenizer
+
+    root = tmp_path_factory.mktemp("train")
+    corpus = _corpus(root / "corpus.txt")
+    tok = train_tokenizer([corpus], root / "tok", vocab_size=120, min_frequency=1, progress=False)
+    return {"root": root, "corpus": corpus, "tokenizer": tok, "cache": root / "cache"}
+
+
+def _args(setup, out, *extra):
+    return [
+        "pretrain",
+        "--data", str(setup["corpus"]),
+        "--tokenizer", str(setup["tokenizer"]),
+        "--cache-dir", str(setup["cache"]),
+        "--out-dir", str(out),
+        "--max-length", "32",
+        "--batch-size", "4",
+        "--max-steps", "6",
+        "--warmup-steps", "2",
+        "--eval-every", "3",
+        "--eval-sequences", "8",
+        "--save-every", "3",
+        "--log-every", "1",
+        "--threads", "1",
+        "--no-progress",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_config_precedence_and_unknown_keys(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("lr: 0.001\nbatch_size: 16\nstrategy: random\n")
+    cfg = load_config(TrainConfig, str(f), {"batch_size": 4, "views": None})
+    assert (cfg.lr, cfg.batch_size, cfg.strategy, cfg.views) == (0.001, 4, "random", None)
+    f.write_text("lr: 0.001\nlearning_rate: 3\n")
+    with pytest.raises(FemlmError, match="unknown config key.*learning_rate"):
+        load_config(TrainConfig, str(f))
+    f.write_text("batch_size: many\n")
+    with pytest.raises(FemlmError, match="batch_size.*int"):
+        load_config(TrainConfig, str(f))
+
+
+def test_checkpoint_round_trip_and_corruption(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    state = {"step": 5, "rng": torch.get_rng_state(), "optimizer": {"x": torch.ones(2)}}
+    path = save_checkpoint(tmp_path, 5, model, state, {"lr": 1.0})
+    assert list_checkpoints(tmp_path) == [path]
+    other = torch.nn.Linear(3, 2)
+    loaded = load_checkpoint(path, other)
+    assert loaded["step"] == 5 and torch.equal(other.weight, model.weight)
+    (tmp_path / ".step-0000009.tmp").mkdir()  # a crash mid-write leaves this: never listed
+    assert list_checkpoints(tmp_path) == [path]
+    data = bytearray((path / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(FemlmError, match="corrupt"):
+        verify(path)
+    (path / "manifest.json").unlink()
+    with pytest.raises(FemlmError, match="incomplete"):
+        verify(path)
+
+
+def test_pretrain_writes_a_loadable_model_metrics_and_config(setup, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(setup, out)) == 0
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    model = AutoModelForMaskedLM.from_pretrained(out / "final")
+    tok = AutoTokenizer.from_pretrained(out / "final")
+    assert model.config.num_hidden_layers == 2 and tok.mask_token == "[MASK]"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [3, 6]
+    train_losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(train_losses) == 6 and all(l > 0 for l in train_losses)  # noqa: E741
+    saved = json.loads((out / "femlm_config.json").read_text())
+    assert saved["strategy"] == "fully-explored" and saved["max_steps"] == 6
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == [
+        "step-0000003",
+        "step-0000006",
+    ]
+
+
+def _run(args, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "femlm", *args], env=env, **kw)
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(setup, tmp_path):
+    extra = ("--max-steps", "12", "--save-every", "3", "--eval-every", "6")
+    full = tmp_path / "full"
+    assert _run(_args(setup, full, *extra), stderr=subprocess.DEVNULL).wait(300) == 0
+
+    killed = tmp_path / "killed"
+    target = random.Random(os.getpid()).choice([3, 6, 9])
+    proc = _run(_args(setup, killed, *extra), stderr=subprocess.DEVNULL)
+    ckpts = killed / "checkpoints"
+    deadline = time.time() + 300
+    while not (ckpts / f"step-{target:07d}").exists():
+        assert proc.poll() is None, "run ended before the checkpoint we kill after"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "final").exists()
+    resumed = _run(_args(setup, killed, *extra, "--resume"), stderr=subprocess.PIPE, text=True)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    a = load_file(str(full / "final" / "model.safetensors"))
+    b = load_file(str(killed / "final" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), f"killed after step {target}: weights differ"
+    metrics = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == list(range(1, 13)), "no duplicated steps"
+
+
+def test_micro_batches_split_over_ranks_reproduce_the_single_process_batch(setup):
+    from femlm.collator import MaskingCollator
+    from femlm.data import build_blocks, load_tokenizer
+    from femlm.dist import Dist
+    from femlm.train import _micro_batches
+
+    tok = load_tokenizer(setup["tokenizer"])
+    blocks = build_blocks([setup["corpus"]], tok, 32, setup["cache"], progress=False)
+    cfg = TrainConfig(batch_size=8, grad_accum=2)
+    collator = MaskingCollator(tok, views=4, return_view_info=False)
+    cpu = torch.device("cpu")
+    single = list(_micro_batches(cfg, blocks["train"], collator, 5, 0, Dist(0, 1, cpu)))
+    ranks = [
+        list(_micro_batches(cfg, blocks["train"], collator, 5, 0, Dist(r, 2, cpu))) for r in (0, 1)
+    ]
+    rows = lambda batches: {  # noqa: E731
+        tuple(x) for b in batches for x in torch.cat([b["input_ids"], b["labels"]], 1).tolist()
+    }
+    assert rows(single) == rows(ranks[0]) | rows(ranks[1])
+    assert len(rows(single)) == 8 * 4
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo is tested on Linux")
+def test_torchrun_two_processes_match_one_process(setup, tmp_path):
+    extra = ("--dropout", "0", "--max-steps", "4", "--eval-every", "2")
+    one = tmp_path / "one"
+    assert main(_args(setup, one, *extra)) == 0
+    two = tmp_path / "two"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "femlm", *_args(setup, two, *extra),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    read = lambda p: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    a, b = read(one), read(two)
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("loss", "eval_loss"):
+            if key in ra:
+                # Same masks and data; only the order of float sums differs.
+                assert ra[key] == pytest.approx(rb[key], rel=1e-4), (ra, rb)
+
+
+def test_bad_inputs_fail_with_one_line(setup, tmp_path, capsys):
+    def fails(args, message):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("femlm: error:") and message in err[-1], err
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    fails(_args(setup, tmp_path / "a", "--data", str(empty)), "")
+    fails(_args(setup, tmp_path / "b", "--rate", "1.5"), "rate")
+    fails(_args(setup, tmp_path / "c", "--views", "4", "--rate", "0.15"), "disagree")
+    fails(_args(setup, tmp_path / "d", "--resume"), "nothing to resume")
+    fails(_args(setup, tmp_path / "e", "--batch-size", "3", "--grad-accum", "2"), "divisible")
+    fails(_args(setup, tmp_path / "f", "--model", str(tmp_path / "nope")), "")
+    fails(_args(setup, tmp_path / "g", "--tokenizer", str(tmp_path / "nope")), "")
+    fails(_args(setup, tmp_path / "h", "--batch-size", "100000"), "fewer than one batch")
+
+
+def test_an_existing_run_is_never_overwritten_and_corruption_is_reported(setup, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(setup, out, "--max-steps", "3")) == 0
+    assert main(_args(setup, out, "--max-steps", "3")) == 2
+    assert "--resume" in capsys.readouterr().err
+    newest = list_checkpoints(out / "checkpoints")[-1]
+    (newest / "training.pt").write_bytes(b"garbage")
+    assert main(_args(setup, out, "--max-steps", "6", "--resume")) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_continual_pretraining_from_a_checkpoint_without_mlm_head(setup, tmp_path, caplog):
+    from transformers import BertConfig, BertModel
+
+    from femlm.data import load_tokenizer
+
+    tok = load_tokenizer(setup["tokenizer"])
+    encoder = BertModel(
+        BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=64),
+        add_pooling_layer=False,
+    )  # fmt: skip
+    folder = tmp_path / "encoder"
+    encoder.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="femlm"):
+        assert main(_args(setup, out, "--model", str(folder), "--max-steps", "2")) == 0
+    assert "tied to the word embeddings" in caplog.text
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_pretrained(out / "final")
+    assert (
+        model.get_output_embeddings().weight.data_ptr()
+        == model.get_input_embeddings().weight.data_ptr()
+    )
