@@ -123,6 +123,39 @@ def _run_pretrain(args: argparse.Namespace) -> None:
 _NOT_CONFIG = {"command", "run", "config", "resume"}
 
 
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="run a grid of runs from a YAML file (resumable)")
+    p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("--out-dir", help="experiment folder (default: the file's out_dir)")
+    p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+    p.set_defaults(run=_run_experiment)
+
+
+def _run_experiment(args: argparse.Namespace) -> None:
+    from femlm.experiment import load_experiment, run_experiment
+    from femlm.report import summary, write_report
+
+    folder = run_experiment(load_experiment(args.config, args.out_dir))
+    print(summary(folder))
+    if not args.no_report:
+        print(f"report: {write_report(folder)}")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write report.md and plots for an experiment folder")
+    p.add_argument("runs_dir", help="experiment folder (holds <variant>/seed-<s>/ runs)")
+    p.add_argument("--out", help="where to write report.md and the plots (default: runs_dir)")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    from femlm.report import summary, write_report
+
+    path = write_report(args.runs_dir, args.out)
+    print(summary(args.runs_dir))
+    print(f"report: {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="femlm", description="Masked-LM pre-training with fully-explored masking."
@@ -132,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_tokenizer(sub)
     _add_pretrain(sub)
+    _add_experiment(sub)
+    _add_report(sub)
     return parser
 
 

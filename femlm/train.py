@@ -30,12 +30,12 @@ from femlm import dist as distributed
 from femlm.collator import MaskingCollator
 from femlm.config import TrainConfig, load_config, save_config, to_dict
 from femlm.errors import FemlmError
+from femlm.evaluate import eval_batches_for, evaluate, unigram_loss
 from femlm.keyed import mix_ints
 from femlm.masking import resolve_views_rate
 from femlm.model import build_model, count_parameters, mlm_loss_sum
 
 log = logging.getLogger("femlm")
-EVAL_BATCH = 32
 
 
 class MLMObjective(nn.Module):
@@ -100,9 +100,9 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
         tokenizer, cfg.strategy, cfg.views, cfg.rate, cfg.mask_prob, cfg.random_prob,
         seed=cfg.seed, return_view_info=False,
     )  # fmt: skip
-    eval_batches = _eval_batches(cfg, tokenizer, eval_set, d)
+    eval_batches = eval_batches_for(cfg, tokenizer, eval_set, d.rank, d.world)
 
-    step = 0
+    step, elapsed = 0, 0.0
     if d.active:
         start = _broadcast_path(start)
     if start is not None:
@@ -113,7 +113,12 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
         if torch.cuda.is_available() and "cuda_rng" in state:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step = int(state["step"])
+        elapsed = float(state.get("elapsed", 0.0))
     metrics = _Metrics(out, d.main, truncate_after=step)
+    if d.main and step == 0:
+        # The loss of predicting eval targets from training token frequencies:
+        # a run that does not go well below it has learnt nothing but unigrams.
+        metrics.write(step=0, unigram_loss=unigram_loss(train_set, eval_batches, len(tokenizer)))
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / ckpt.CONFIG_FILE)
@@ -153,7 +158,9 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
         # ---- bookkeeping: logs, evaluation, checkpoints ----
         step_loss = d.sum([loss_sum])[0] / max(total, 1.0)
         tokens = sum(b["input_ids"].numel() for b in micro) * d.world
-        rate = tokens / (time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        elapsed += seconds  # training time only, carried across resumes
+        rate = tokens / seconds
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rate:,.0f}")
         if step % cfg.log_every == 0 or step == cfg.max_steps:
@@ -162,11 +169,13 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
             )
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
             ev = evaluate(model, eval_batches, d, autocast)
-            metrics.write(step=step, eval_loss=ev, eval_ppl=math.exp(min(ev, 50.0)))
+            metrics.write(
+                step=step, eval_loss=ev, eval_ppl=math.exp(min(ev, 50.0)), elapsed=elapsed
+            )
             bar.write(f"step {step}: eval loss {ev:.4f} (ppl {math.exp(min(ev, 50.0)):.1f})")
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
             if d.main:
-                state = _training_state(step, optimizer, scheduler)
+                state = _training_state(step, optimizer, scheduler, elapsed)
                 ckpt.save_checkpoint(ckpt_dir, step, model, state, to_dict(cfg))
                 ckpt.prune(ckpt_dir, cfg.keep_last)
             d.barrier()
@@ -278,39 +287,6 @@ def _micro_batches(
         )
 
 
-def _eval_batches(cfg: TrainConfig, tokenizer: Any, eval_set: Any, d: distributed.Dist) -> list:
-    """The fixed evaluation set: random masks at ``eval_rate`` keyed on ``eval_seed``,
-    identical for every strategy; each rank takes every ``world``-th batch."""
-    collator = MaskingCollator(
-        tokenizer, "random", 1, cfg.eval_rate, seed=cfg.eval_seed, return_view_info=False
-    )
-    n = min(cfg.eval_sequences, len(eval_set))
-    batches = []
-    for k, start in enumerate(range(0, n, EVAL_BATCH)):
-        if k % d.world != d.rank:
-            continue
-        idx = list(range(start, min(n, start + EVAL_BATCH)))
-        rows = eval_set[idx]["input_ids"]
-        batches.append(
-            collator([{"input_ids": r, "example_index": i} for r, i in zip(rows, idx, strict=True)])
-        )
-    return batches
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: list, d: distributed.Dist, autocast: Any = None) -> float:
-    """Mean cross-entropy over every masked token of the fixed evaluation set."""
-    model.eval()
-    loss, count = 0.0, 0.0
-    for batch in batches:
-        batch = {k: v.to(d.device) for k, v in batch.items()}
-        with autocast or nullcontext():
-            s, c = mlm_loss_sum(model, batch)
-        loss, count = loss + float(s), count + c
-    loss, count = d.sum([loss, count])
-    return loss / max(count, 1.0)
-
-
 def _backward(loss: Tensor) -> None:
     try:
         loss.backward()
@@ -322,9 +298,10 @@ def _backward(loss: Tensor) -> None:
         raise
 
 
-def _training_state(step: int, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+def _training_state(step: int, optimizer: Any, scheduler: Any, elapsed: float) -> dict[str, Any]:
     state = {
         "step": step,
+        "elapsed": elapsed,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": torch.get_rng_state(),

@@ -1,0 +1,188 @@
+"""``femlm experiment CONFIG``: a grid of pre-training runs, resumable.
+
+A config names shared training settings (``base``), the variants to compare
+(``runs``: each overrides ``base``), the seeds, and optionally a tokenizer to
+train first, fine-tuning tasks and a variance measurement per run. Every
+(variant, seed) gets its own folder ``<out_dir>/<variant>/seed-<s>/``; a run
+with a final model is skipped, an interrupted one resumes from its last
+checkpoint, so re-running the same command finishes the grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from femlm.checkpoint import list_checkpoints
+from femlm.config import TrainConfig, from_dict
+from femlm.errors import FemlmError
+
+log = logging.getLogger("femlm")
+
+_TOP_KEYS = {
+    "name",
+    "out_dir",
+    "seeds",
+    "base",
+    "runs",
+    "tokenizer",
+    "finetune",
+    "variance",
+    "budget",
+}
+
+
+@dataclass
+class Experiment:
+    name: str
+    out_dir: Path
+    seeds: list[int]
+    base: dict[str, Any]
+    runs: dict[str, dict[str, Any]]
+    tokenizer: dict[str, Any] | None = None
+    finetune: dict[str, Any] | None = None
+    variance: dict[str, Any] | None = None
+    budget: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def expand(value: Any) -> Any:
+    """``~`` and ``$VARS`` in strings (recursively), so configs stay portable."""
+    if isinstance(value, str):
+        return os.path.expanduser(os.path.expandvars(value))
+    if isinstance(value, list):
+        return [expand(v) for v in value]
+    if isinstance(value, dict):
+        return {k: expand(v) for k, v in value.items()}
+    return value
+
+
+def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Experiment:
+    """Parse and validate an experiment YAML/JSON file (every run config is checked up front)."""
+    from femlm.config import _read_file
+
+    raw = _read_file(str(path))
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise FemlmError(f"{path}: unknown experiment key(s): {', '.join(unknown)}")
+    if not raw.get("runs"):
+        raise FemlmError(f"{path}: no runs to compare (give a 'runs' mapping)")
+    os.environ.setdefault("FEMLM_CACHE", str(Path.home() / ".cache" / "femlm"))
+    data = expand(raw)
+    exp = Experiment(
+        name=str(data.get("name", Path(path).stem)),
+        out_dir=Path(out_dir or data.get("out_dir", f"runs/{Path(path).stem}")),
+        seeds=[int(s) for s in data.get("seeds", [0])],
+        base=dict(data.get("base", {})),
+        runs={str(k): dict(v or {}) for k, v in data["runs"].items()},
+        tokenizer=data.get("tokenizer"),
+        finetune=data.get("finetune"),
+        variance=data.get("variance"),
+        budget=str(data.get("budget", "")),
+        source=raw,
+    )
+    for variant in exp.runs:
+        run_config(exp, variant, exp.seeds[0])  # raises on unknown keys or bad types
+    return exp
+
+
+def run_config(exp: Experiment, variant: str, seed: int) -> TrainConfig:
+    values = {**exp.base, **exp.runs[variant], "seed": seed}
+    values["out_dir"] = str(run_dir(exp, variant, seed))
+    if exp.tokenizer and "tokenizer" not in values:
+        values["tokenizer"] = exp.tokenizer["output"]
+    cfg = from_dict(TrainConfig, values)
+    from femlm.train import _check
+
+    _check(cfg, 1)
+    return cfg
+
+
+def run_dir(exp: Experiment, variant: str, seed: int) -> Path:
+    return exp.out_dir / variant / f"seed-{seed}"
+
+
+def run_experiment(exp: Experiment) -> Path:
+    """Run every (variant, seed) not yet finished; return the experiment folder."""
+    exp.out_dir.mkdir(parents=True, exist_ok=True)
+    (exp.out_dir / "experiment.json").write_text(json.dumps(exp.source, indent=2) + "\n")
+    _prepare_tokenizer(exp)
+    grid = [(v, s) for s in exp.seeds for v in exp.runs]
+    for i, (variant, seed) in enumerate(grid, 1):
+        folder = run_dir(exp, variant, seed)
+        log.info("[%d/%d] %s seed %d -> %s", i, len(grid), variant, seed, folder)
+        _pretrain_once(exp, variant, seed, folder)
+        if exp.variance:
+            _variance_once(exp, folder)
+        if exp.finetune:
+            _finetune_once(exp, folder)
+    return exp.out_dir
+
+
+def _prepare_tokenizer(exp: Experiment) -> None:
+    spec = exp.tokenizer
+    if not spec:
+        return
+    out = Path(spec["output"])
+    if (out / "tokenizer.json").is_file():
+        log.info("tokenizer %s exists, reusing it", out)
+        return
+    from femlm.data import train_tokenizer
+
+    train_tokenizer(
+        spec["data"], out, vocab_size=int(spec.get("vocab_size", 8192)),
+        min_frequency=int(spec.get("min_frequency", 2)), text_field=spec.get("text_field", "text"),
+    )  # fmt: skip
+
+
+def _pretrain_once(exp: Experiment, variant: str, seed: int, folder: Path) -> None:
+    from femlm.train import pretrain
+
+    if (folder / "final" / "model.safetensors").is_file():
+        log.info("  finished earlier, skipped")
+        return
+    resume = bool(list_checkpoints(folder / "checkpoints"))
+    if resume:
+        log.info("  resuming from %s", list_checkpoints(folder / "checkpoints")[-1].name)
+    start = time.time()
+    pretrain(run_config(exp, variant, seed), resume=resume)
+    _append_json(folder / "timing.json", {"pretrain_seconds": time.time() - start})
+
+
+def _variance_once(exp: Experiment, folder: Path) -> None:
+    target = folder / "variance.json"
+    if target.is_file():
+        return
+    from femlm.variance import VarianceConfig, run_variance
+
+    values = {**exp.variance, "model": str(folder / "final"), "out_dir": str(folder / "variance")}
+    result = run_variance(from_dict(VarianceConfig, values))
+    _write_json(target, result)
+
+
+def _finetune_once(exp: Experiment, folder: Path) -> None:
+    from femlm.finetune import FinetuneConfig, finetune
+
+    spec = dict(exp.finetune)
+    for task in spec.pop("tasks", []):
+        target = folder / f"finetune-{task}.json"
+        if target.is_file():
+            continue
+        values = {**spec, "task": task, "model": str(folder / "final"), "out": str(target)}
+        finetune(from_dict(FinetuneConfig, values))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    tmp.replace(path)
+
+
+def _append_json(path: Path, data: dict) -> None:
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    _write_json(path, {**old, **data})

@@ -1,0 +1,118 @@
+"""The experiment runner (skip, resume) and report generation on tiny runs."""
+
+import json
+import random
+import shutil
+
+import pytest
+
+from femlm.cli import main
+from femlm.errors import FemlmError
+from femlm.experiment import load_experiment
+from femlm.report import compare, steps_to_reach
+
+WORDS = "the a model token mask gradient sentence word view step data train loss noise".split()
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    rng = random.Random(0)
+    corpus = root / "corpus.txt"
+    corpus.write_text(
+        "\n".join(
+            " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))) for _ in range(200)
+        )
+    )
+    cfg = root / "exp.yaml"
+    cfg.write_text(
+        f"""
+name: tiny
+out_dir: {root / "runs"}
+seeds: [0, 1]
+tokenizer: {{data: ["{corpus}"], output: "{root / "tok"}", vocab_size: 100, min_frequency: 1}}
+base:
+  data: ["{corpus}"]
+  cache_dir: "{root / "cache"}"
+  max_length: 32
+  max_steps: 4
+  warmup_steps: 1
+  eval_every: 2
+  eval_sequences: 8
+  save_every: 2
+  threads: 1
+  progress: false
+runs:
+  fully-explored: {{strategy: fully-explored, views: 2, batch_size: 2}}
+  standard: {{strategy: random, views: 1, rate: 0.5, batch_size: 4}}
+"""
+    )
+    assert main(["experiment", str(cfg)]) == 0
+    return root, cfg
+
+
+def test_grid_runs_every_variant_and_seed_and_writes_a_report(experiment):
+    root, _ = experiment
+    runs = root / "runs"
+    for variant in ("fully-explored", "standard"):
+        for seed in (0, 1):
+            assert (runs / variant / f"seed-{seed}" / "final" / "model.safetensors").is_file()
+    report = (runs / "report.md").read_text()
+    for section in ("## Efficiency", "## Downstream", "## Claims", "Unigram baseline"):
+        assert section in report
+    assert "`standard`" in report, "the views-1 random variant is the baseline"
+    assert (runs / "val_loss_vs_steps.png").stat().st_size > 1000
+    assert (runs / "val_loss_vs_seconds.png").is_file()
+
+
+def test_finished_runs_are_skipped_and_interrupted_ones_resume(experiment, caplog):
+    root, cfg = experiment
+    run = root / "runs" / "standard" / "seed-1"
+    before = (
+        (root / "runs" / "fully-explored" / "seed-0" / "final" / "model.safetensors")
+        .stat()
+        .st_mtime
+    )
+    shutil.rmtree(run / "final")
+    shutil.rmtree(run / "checkpoints" / "step-0000004")  # as if killed after step 2's checkpoint
+    with caplog.at_level("INFO", logger="femlm"):
+        assert main(["experiment", str(cfg), "--no-report"]) == 0
+    assert "finished earlier, skipped" in caplog.text
+    assert "resuming from step-0000002" in caplog.text
+    assert (run / "final" / "model.safetensors").is_file()
+    after = (
+        (root / "runs" / "fully-explored" / "seed-0" / "final" / "model.safetensors")
+        .stat()
+        .st_mtime
+    )
+    assert before == after
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps.count(4) >= 1 and steps == sorted(steps)
+
+
+def test_report_command_and_errors(experiment, tmp_path, capsys):
+    root, _ = experiment
+    assert main(["report", str(root / "runs"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report.md").is_file()
+    assert "fully-explored" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_bad_experiment_files(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("runs: {a: {strategy: random, learning_rate: 1}}\n")
+    with pytest.raises(FemlmError, match="learning_rate"):
+        load_experiment(f)
+    f.write_text("name: x\nrunz: {}\n")
+    with pytest.raises(FemlmError, match="runz"):
+        load_experiment(f)
+
+
+def test_steps_to_reach_interpolates_and_compare_needs_a_clear_gap():
+    evals = [(10, 5.0, 0), (20, 4.0, 0), (30, 3.0, 0)]
+    assert steps_to_reach(evals, 3.5) == pytest.approx(25.0)
+    assert steps_to_reach(evals, 2.0) is None
+    assert steps_to_reach(evals, 6.0) == 10.0
+    assert compare([1.0, 1.01, 0.99], [2.0, 2.01, 1.99]) == "lower"
+    assert compare([1.0, 2.0, 3.0], [1.5, 2.5, 3.5]) == "tie"
+    assert compare([1.0], [2.0]) == "tie", "one seed proves nothing"
