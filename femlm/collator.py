@@ -83,7 +83,6 @@ class MaskingCollator:
         self.mask_id = tokenizer.mask_token_id
         self.vocab_size = len(tokenizer)
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
-        self.left_pad = getattr(tokenizer, "padding_side", "right") == "left"
 
     def set_epoch(self, epoch: int) -> None:
         """Key the next batches' masks on ``epoch``."""
@@ -101,11 +100,9 @@ class MaskingCollator:
         length = int(lengths.max())
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        positions = torch.arange(length)
-        if self.left_pad:
-            valid = positions >= (length - lengths)[:, None]
-        else:
-            valid = positions < lengths[:, None]
+        # Always right-padded, whatever the tokenizer's padding_side: masks are
+        # keyed on positions, and left padding would shift them with the batch.
+        valid = torch.arange(length) < lengths[:, None]
         out = {"lengths": lengths, "valid": valid}
         for key, fill in (
             ("input_ids", self.pad_id),
@@ -128,7 +125,7 @@ class MaskingCollator:
         if self.index_key in features[0]:
             index = torch.tensor([int(f[self.index_key]) for f in features], dtype=torch.long)
         else:
-            index = content_hash(ids, lengths, self.left_pad)
+            index = content_hash(ids, lengths)
         return mix_ints(self.seed, self.epoch, index)
 
     def mask(self, batch: dict[str, Tensor], keys: Tensor) -> dict[str, Tensor]:
@@ -175,13 +172,11 @@ class MaskingCollator:
         return out
 
 
-def content_hash(ids: Tensor, lengths: Tensor, left_pad: bool = False) -> Tensor:
-    """``[batch]`` int64 hash of each row's first ``lengths[b]`` tokens (padding-free)."""
-    b, length = ids.shape
-    positions = torch.arange(length)
-    offset = (length - lengths)[:, None] if left_pad else torch.zeros(b, 1, dtype=torch.long)
-    valid = (positions >= offset) & (positions < offset + lengths[:, None])
-    h = mix(ids.long() * 1_000_003 + (positions - offset))
+def content_hash(ids: Tensor, lengths: Tensor) -> Tensor:
+    """``[batch]`` int64 hash of each right-padded row's first ``lengths[b]`` tokens."""
+    positions = torch.arange(ids.shape[1])
+    valid = positions < lengths[:, None]
+    h = mix(ids.long() * 1_000_003 + positions)
     return mix(torch.where(valid, h, 0).sum(-1) + lengths)
 
 

