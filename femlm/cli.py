@@ -157,6 +157,62 @@ def _run_report(args: argparse.Namespace) -> None:
     print(f"report: {path}")
 
 
+def _add_variance(sub: argparse._SubParsersAction) -> None:
+    from femlm.config import add_arguments
+    from femlm.variance import VarianceConfig
+
+    p = sub.add_parser(
+        "variance",
+        help="measure data vs mask gradient variance and covariance vs Hamming distance",
+        description="See docs/theory.md for what is estimated and how.",
+    )
+    p.add_argument("--config", help="YAML or JSON file with VarianceConfig keys")
+    add_arguments(p, VarianceConfig)
+    p.set_defaults(run=_run_variance)
+
+
+def _run_variance(args: argparse.Namespace) -> None:
+    from femlm.config import load_config
+    from femlm.variance import VarianceConfig, format_table, run_variance
+
+    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    result = run_variance(load_config(VarianceConfig, args.config, overrides))
+    print(format_table(result))
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    from femlm.config import add_arguments
+    from femlm.finetune import FinetuneConfig
+
+    p = sub.add_parser("finetune", help="fine-tune a checkpoint on a classification task, N seeds")
+    p.add_argument("--config", help="YAML or JSON file with FinetuneConfig keys")
+    add_arguments(p, FinetuneConfig)
+    p.set_defaults(run=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> None:
+    from femlm.config import load_config
+    from femlm.finetune import FinetuneConfig, finetune, format_table
+
+    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    print(format_table(finetune(load_config(FinetuneConfig, args.config, overrides))))
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole story on the embedded corpus (~15 min on 2 cores)")
+    p.add_argument("--out-dir", default="runs/demo", help="demo folder (default runs/demo)")
+    p.add_argument("--cache-dir", help="data cache (default $FEMLM_CACHE or ~/.cache/femlm)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="pre-training seeds")
+    p.add_argument("--steps", type=int, help="pre-training steps per run (default: calibrated)")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from femlm.demo import DEMO_STEPS, run_demo
+
+    run_demo(args.out_dir, args.cache_dir, tuple(args.seeds), args.steps or DEMO_STEPS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="femlm", description="Masked-LM pre-training with fully-explored masking."
@@ -166,8 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_tokenizer(sub)
     _add_pretrain(sub)
+    _add_variance(sub)
+    _add_finetune(sub)
     _add_experiment(sub)
     _add_report(sub)
+    _add_demo(sub)
     return parser
 
 

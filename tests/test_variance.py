@@ -1,0 +1,273 @@
+"""Known-answer tests of the gradient-variance analyser (docs/theory.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from femlm.errors import FemlmError
+from femlm.gradients import ViewGradients, analysis_mode, select_parameters, view_batch
+from femlm.model import mlm_loss_sum
+from femlm.show import builtin_tokenizer
+from femlm.variance import VarianceConfig, analyse, format_table, measure, variance_terms
+from femlm.variance_stats import bootstrap, finish_hamming, moments
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matmuls on a shared 2-core machine run far faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return builtin_tokenizer()
+
+
+def random_sequences(tok, n: int, content: int, seed: int) -> list[torch.Tensor]:
+    """``[CLS] + content random ordinary tokens + [SEP]``: exactly ``content`` maskable."""
+    gen = torch.Generator().manual_seed(seed)
+    ordinary = torch.tensor([i for i in range(len(tok)) if i not in tok.all_special_ids])
+    rows = []
+    for _ in range(n):
+        body = ordinary[torch.randint(len(ordinary), (content,), generator=gen)]
+        rows.append(
+            torch.cat([torch.tensor([tok.cls_token_id]), body, torch.tensor([tok.sep_token_id])])
+        )
+    return rows
+
+
+def tiny_bert(tok, seed: int = 0) -> nn.Module:
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    return BertForMaskedLM(config)
+
+
+# --- the estimators on gradients with a known covariance ---------------------------
+
+
+def synthetic_parts(S: int, R: int, K: int, P: int, lam: float, gen: torch.Generator) -> dict:
+    """Views ``g = mu_s + sigma * (z_k - lam * mean_k z)`` per draw, ``mu_s ~ N(0, a^2 I)``.
+
+    ``lam = 0``: independent views; ``lam = 1``: views summing to ``K mu_s`` exactly.
+    """
+    mu = 0.5 * torch.randn(S, 1, 1, P, generator=gen, dtype=torch.float64)
+    z = 2.0 * torch.randn(S, R, K, P, generator=gen, dtype=torch.float64)
+    grads = mu + z - lam * z.mean(2, keepdim=True)
+    mv, s2, means = zip(*(moments(g) for g in grads), strict=True)
+    stacked = torch.stack(means)
+    part = {"mv": torch.tensor(mv), "s2": torch.tensor(s2), "gram": stacked @ stacked.T}
+    return part
+
+
+def test_estimators_recover_a_known_covariance_within_their_intervals():
+    S, R, K, P, lam, a2, sig2 = 120, 6, 7, 40, 0.8, 0.25, 4.0
+    gen = torch.Generator().manual_seed(0)
+    parts = {}
+    for name, lam_s in (("random", 0.0), ("fully-explored", lam)):
+        part = synthetic_parts(S, R, K, P, lam_s, gen)
+        parts[name, "configured"] = parts[name, "mask_only"] = part
+    cfg = VarianceConfig(views=K, draws=R, bootstrap=400, confidence=0.99)
+    est = bootstrap(parts, ["random", "fully-explored"], cfg, torch.Generator().manual_seed(1))
+    truth = {
+        "v_data": P * a2,
+        "random.sigma2": P * sig2,
+        "random.maskvar": P * sig2 / K,
+        "random.C": 0.0,
+        "fully-explored.sigma2": P * sig2 * (1 - 2 * lam / K + lam**2 / K),
+        "fully-explored.C": P * sig2 * (lam**2 - 2 * lam) / K,
+        "fully-explored.maskvar": P * sig2 * (1 - lam) ** 2 / K,
+        "fully-explored.ratio": (1 - lam) ** 2,
+    }
+    for key, value in truth.items():
+        e = est[key]
+        assert e["low"] <= value <= e["high"], (key, value, e)
+        # An interval that wide would contain anything: it must be informative.
+        assert e["high"] - e["low"] < 0.5 * max(abs(value), 0.2 * P * sig2 / K), (key, e)
+
+
+def test_hamming_estimator_recovers_known_correlations():
+    P, pairs, sig2 = 200, 50, 3.0
+    rhos = torch.tensor([0.9, 0.5, 0.0, -0.4])
+    gen = torch.Generator().manual_seed(2)
+    mu = torch.randn(P, generator=gen, dtype=torch.float64) * 5  # large mean: must cancel
+    e1 = torch.randn(len(rhos), pairs, P, generator=gen, dtype=torch.float64)
+    z = torch.randn(len(rhos), pairs, P, generator=gen, dtype=torch.float64)
+    r = rhos[:, None, None].double()
+    e2 = r * e1 + (1 - r**2).sqrt() * z
+    g = sig2**0.5 * torch.stack([e1, e2], 2) + mu  # [levels, pairs, 2, P]
+    T = g.sum((0, 1, 2))
+    A = float((g**2).sum())
+    TL = g.sum((1, 2))
+    X = (g[:, :, 0] * g[:, :, 1]).sum((1, 2))
+    s2, cov = finish_hamming(T, A, TL, X, pairs)
+    assert s2 == pytest.approx(P * sig2, rel=0.05)
+    assert torch.allclose(cov / s2, rhos.double(), atol=0.06)
+
+
+# --- per-view gradients -------------------------------------------------------------
+
+
+def test_view_gradients_match_autograd_of_the_mean_view_loss(tok):
+    model = tiny_bert(tok)
+    ids = random_sequences(tok, 1, 20, seed=3)[0]
+    masks = torch.zeros(3, len(ids), dtype=torch.bool)
+    masks[0, [2, 5, 7]] = masks[1, [1, 9]] = masks[2, [3, 4, 11, 12, 13]] = True
+    corrupted = torch.where(masks, tok.mask_token_id, ids)
+    with analysis_mode(model):
+        names = select_parameters(model)
+        rows = {
+            m: ViewGradients(model, names, m)(view_batch(ids, corrupted, masks))
+            for m in ("vmap", "loop")
+        }
+        for v in range(3):
+            labels = torch.where(masks[v], ids, -100)
+            total, count = mlm_loss_sum(
+                model, {"input_ids": corrupted[v : v + 1], "labels": labels[None]}
+            )
+            grads = torch.autograd.grad(total / count, list(model.parameters()))
+            flat = torch.cat([g.reshape(-1) for g in grads]).double()
+            for mode, g in rows.items():
+                assert torch.allclose(g[v], flat, atol=1e-5, rtol=1e-4), mode
+
+
+def test_parameter_filter(tok):
+    model = tiny_bert(tok)
+    names = select_parameters(model, ["encoder.layer.1."])
+    assert names and all("encoder.layer.1." in n for n in names)
+    with pytest.raises(FemlmError, match="no parameter name matches"):
+        select_parameters(model, ["no-such-layer"])
+
+
+# --- a model with no mixing across positions ---------------------------------------
+
+
+class PositionWise(nn.Module):
+    """Embedding + position embedding -> per-position MLP -> vocabulary.
+
+    A token's loss depends only on its own (corrupted) input and position,
+    so the loss summed over a partition of the positions is the same for every partition.
+    """
+
+    def __init__(self, vocab: int, length: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, hidden), nn.Embedding(length, hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, vocab))
+
+    def forward(self, input_ids: torch.Tensor, **_: object) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
+        return self.mlp(self.tok(input_ids) + self.pos(positions))
+
+
+def test_position_wise_model_fully_explored_variance_vanishes(tok):
+    # 24 maskable tokens, K = 4: equal segments of 6, the random budget too.
+    torch.manual_seed(0)
+    model = PositionWise(len(tok), 26)
+    seqs = random_sequences(tok, 8, 24, seed=4)
+    cfg = VarianceConfig(
+        views=4, rate=0.25, draws=16, strategies=["random", "fully-explored"], progress=False
+    )
+    parts = measure(model, seqs, tok, cfg, hamming=False)
+    sigma2 = parts["random", "mask_only"]["s2"].mean()
+    fe_bare = parts["fully-explored", "mask_only"]["mv"].mean()
+    random_bare = parts["random", "mask_only"]["mv"].mean()
+    assert abs(fe_bare) < 1e-9 * sigma2  # floating-point level
+    assert random_bare * 4 / sigma2 == pytest.approx(1.0, abs=0.2)
+    # With 80/10/10 replacement, the redrawn replacement noise remains.
+    fe_cfg = parts["fully-explored", "configured"]["mv"].mean()
+    assert fe_cfg > 1e-3 * parts["random", "configured"]["mv"].mean()
+
+
+# --- a tiny transformer ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tok):
+    model = tiny_bert(tok, seed=0)
+    seqs = random_sequences(tok, 8, 40, seed=5)
+    cfg = VarianceConfig(
+        views=4, rate=0.25, draws=4, strategies=["random", "fully-explored"],
+        hamming_pairs=4, bootstrap=200, progress=False,
+    )  # fmt: skip
+    return analyse(model, seqs, tok, cfg)
+
+
+def test_tiny_transformer_fully_explored_below_random(tiny_result):
+    ratio = tiny_result["estimates"]["fully-explored.ratio"]
+    assert ratio["high"] < 0.7, ratio
+    bare = tiny_result["estimates"]["fully-explored.ratio_no_replacement"]
+    assert bare["value"] < ratio["value"]  # replacement noise is what disjoint masks leave
+
+
+def test_tiny_transformer_covariance_falls_with_hamming_distance(tiny_result):
+    dist = tiny_result["setup"]["distances"]
+    assert dist == [0, 4, 10, 16, 20]  # m = 10: overlaps 10, 8, 5, 2, 0 (round half to even)
+    curve = [tiny_result["estimates"][f"hamming.d{d}"]["value"] for d in dist]
+    assert 0.5 < curve[0] < 1.0  # below 1: the replacement is redrawn per view
+    assert curve[0] - curve[-1] > 0.5, curve
+    assert all(b < a + 0.1 for a, b in zip(curve, curve[1:], strict=False)), curve
+
+
+def test_table_json_and_plots(tiny_result, tmp_path):
+    from femlm.plots import plot_hamming, plot_variance
+
+    table = format_table(tiny_result)
+    last = table.splitlines()[-1]
+    assert last.startswith("fully-explored / random mask-variance ratio (K=4): ")
+    assert "lowest step variance" in table
+    back = json.loads(json.dumps(tiny_result))
+    assert back["estimates"]["standard.step_var"]["value"] > 0
+    plot_variance(tiny_result, tmp_path / "v.png")
+    plot_hamming(tiny_result, tmp_path / "h.png")
+    assert (tmp_path / "v.png").stat().st_size > 1000 and (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_variance_terms_is_cheap_and_restores_mode(tok):
+    model = tiny_bert(tok).train()
+    seqs = random_sequences(tok, 4, 21, seed=6)
+    terms = variance_terms(model, seqs, tok, draws=2)
+    assert model.training
+    assert {"fully-explored.ratio", "v_data", "sigma2", "standard.step_var"} <= set(terms)
+    assert all(isinstance(v, float) for v in terms.values())
+
+
+def test_config_fields_have_help():
+    for f in dataclasses.fields(VarianceConfig):
+        assert f.metadata.get("help"), f.name
+
+
+def test_run_variance_end_to_end(tok, tmp_path):
+    from femlm.variance import run_variance
+
+    tok.save_pretrained(tmp_path / "tok")
+    words = (
+        "the model predicts masked tokens and each view of the text makes a noisy gradient".split()
+    )
+    gen = torch.Generator().manual_seed(7)
+    lines = [
+        " ".join(words[int(i)] for i in torch.randint(len(words), (60,), generator=gen))
+        for _ in range(40)
+    ]
+    (tmp_path / "corpus.txt").write_text("\n".join(lines) + "\n")
+    cfg = VarianceConfig(
+        model="tiny", tokenizer=str(tmp_path / "tok"), data=[str(tmp_path / "corpus.txt")],
+        max_length=32, cache_dir=str(tmp_path / "cache"), split="train", sequences=3, draws=2,
+        strategies=["random", "fully-explored"], hamming_pairs=1, bootstrap=10, views=4,
+        out_dir=str(tmp_path / "out"), progress=False,
+    )  # fmt: skip
+    result = run_variance(cfg)
+    assert result["setup"]["sequences"] == 3
+    for name in ("variance.json", "variance_by_strategy.png", "covariance_vs_hamming.png"):
+        assert (tmp_path / "out" / name).is_file()
