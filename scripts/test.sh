@@ -4,6 +4,6 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup.sh"
 cd "$root"
-ruff check .
-ruff format --check .
+ruff check femlm tests benchmarks
+ruff format --check femlm tests benchmarks
 python -m pytest -p no:cacheprovider "$@"
