@@ -117,9 +117,9 @@ def run_experiment(exp: Experiment) -> Path:
         folder = run_dir(exp, variant, seed)
         log.info("[%d/%d] %s seed %d -> %s", i, len(grid), variant, seed, folder)
         _pretrain_once(exp, variant, seed, folder)
-        if exp.variance:
+        if _wanted(exp.variance, variant, seed):
             _variance_once(exp, folder)
-        if exp.finetune:
+        if _wanted(exp.finetune, variant, seed):
             _finetune_once(exp, folder)
     return exp.out_dir
 
@@ -154,13 +154,29 @@ def _pretrain_once(exp: Experiment, variant: str, seed: int, folder: Path) -> No
     _append_json(folder / "timing.json", {"pretrain_seconds": time.time() - start})
 
 
+def _wanted(spec: dict | None, variant: str, seed: int) -> bool:
+    """A variance/fine-tuning spec applies to the runs its optional ``variants``
+    and ``pretrain_seeds`` lists name (all runs when absent)."""
+    if not spec:
+        return False
+    return variant in spec.get("variants", [variant]) and seed in spec.get("pretrain_seeds", [seed])
+
+
+_RUNNER_KEYS = ("variants", "pretrain_seeds")
+
+
 def _variance_once(exp: Experiment, folder: Path) -> None:
     target = folder / "variance.json"
     if target.is_file():
         return
     from femlm.variance import VarianceConfig, run_variance
 
-    values = {**exp.variance, "model": str(folder / "final"), "out_dir": str(folder / "variance")}
+    spec = {k: v for k, v in exp.variance.items() if k not in _RUNNER_KEYS}
+    # Probe the run's own validation blocks unless the spec says otherwise.
+    shared = {
+        k: exp.base[k] for k in ("data", "cache_dir", "max_length", "text_field") if k in exp.base
+    }
+    values = {**shared, **spec, "model": str(folder / "final"), "out_dir": str(folder / "variance")}
     result = run_variance(from_dict(VarianceConfig, values))
     _write_json(target, result)
 
@@ -168,7 +184,7 @@ def _variance_once(exp: Experiment, folder: Path) -> None:
 def _finetune_once(exp: Experiment, folder: Path) -> None:
     from femlm.finetune import FinetuneConfig, finetune
 
-    spec = dict(exp.finetune)
+    spec = {k: v for k, v in exp.finetune.items() if k not in _RUNNER_KEYS}
     for task in spec.pop("tasks", []):
         target = folder / f"finetune-{task}.json"
         if target.is_file():

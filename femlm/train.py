@@ -205,6 +205,8 @@ def _check(cfg: TrainConfig, world: int) -> None:
         )
     if cfg.schedule not in ("linear", "cosine", "constant"):
         raise FemlmError(f"schedule must be linear, cosine or constant, got {cfg.schedule!r}")
+    if cfg.variance_every and cfg.variance_sequences < 3:
+        raise FemlmError("--variance-sequences must be at least 3 (the estimator needs them)")
     if not 0 < cfg.eval_rate < 1:
         raise FemlmError(f"eval_rate must be in (0, 1), got {cfg.eval_rate}")
 

@@ -213,6 +213,10 @@ def test_bad_inputs_fail_with_one_line(setup, tmp_path, capsys):
     fails(_args(setup, tmp_path / "f", "--model", str(tmp_path / "nope")), "")
     fails(_args(setup, tmp_path / "g", "--tokenizer", str(tmp_path / "nope")), "")
     fails(_args(setup, tmp_path / "h", "--batch-size", "100000"), "fewer than one batch")
+    fails(
+        _args(setup, tmp_path / "i", "--variance-every", "1", "--variance-sequences", "2"),
+        "at least 3",
+    )
 
 
 def test_an_existing_run_is_never_overwritten_and_corruption_is_reported(setup, tmp_path, capsys):
@@ -251,3 +255,13 @@ def test_continual_pretraining_from_a_checkpoint_without_mlm_head(setup, tmp_pat
         model.get_output_embeddings().weight.data_ptr()
         == model.get_input_embeddings().weight.data_ptr()
     )
+
+
+def test_variance_every_logs_the_variance_terms(setup, tmp_path):
+    out = tmp_path / "run"
+    extra = ("--max-steps", "2", "--variance-every", "2", "--variance-sequences", "3")
+    assert main(_args(setup, out, *extra)) == 0
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    terms = [r for r in rows if "fully-explored.ratio" in r]
+    assert [r["step"] for r in terms] == [2]
+    assert terms[0]["fully-explored.ratio"] > 0 and terms[0]["v_data"] >= 0
