@@ -1,0 +1,460 @@
+"""Downstream fine-tuning: does a pre-trained encoder classify text better?
+
+``finetune`` trains a sequence classifier on top of a masked-LM checkpoint for
+several seeds, stops each run early on dev accuracy, and reports test accuracy
+and macro-F1 with their mean and spread over seeds. Pre-training strategies
+are compared on these numbers, so everything that is not the seed is fixed:
+the split, the label ids, the training subsample and the batch order of a seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import random
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from femlm.config import _f
+from femlm.corpora import TASKS, task_dir
+from femlm.errors import FemlmError
+from femlm.hygiene import SPLIT_SEED, stratified_split
+from femlm.model import pick_device
+
+log = logging.getLogger("femlm")
+SPLITS = ("train", "dev", "test")
+SUFFIXES = (".jsonl", ".csv", ".tsv")
+CLIP_GRAD = 1.0
+EVAL_BATCH = 64
+BATCH_KEYS = ("input_ids", "attention_mask", "labels")
+
+Row = tuple[str, str]  # (text, label name)
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything ``femlm finetune`` needs; one field per flag."""
+
+    model: str | None = _f(None, "masked-LM folder (e.g. runs/x/final) or any local HF encoder")
+    tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder)")
+    task: str | None = _f(None, "bbc, movies, debian, a CSV/JSONL file or a train/dev/test folder")
+    text_field: str = _f("text", "column holding the text")
+    label_field: str = _f("label", "column holding the label (strings or integers)")
+    cache_dir: str | None = _f(None, "where built-in tasks live (default $FEMLM_CACHE)")
+    seeds: list[int] = _f([0, 1, 2], "one fine-tuning run per seed")
+    max_length: int = _f(128, "tokens per example, [CLS] and [SEP] included; longer is cut")
+    batch_size: int = _f(32, "examples per optimizer step")
+    lr: float = _f(1e-3, "peak learning rate (tiny models need ~1e-3; see docs/finetune.md)")
+    epochs: int = _f(3, "maximum epochs")
+    patience: int = _f(1, "stop after this many epochs without better dev accuracy (0: never)")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    warmup_ratio: float = _f(0.1, "share of the maximum steps spent warming up")
+    max_train_examples: int | None = _f(None, "stratified subsample of train, for quick runs")
+    out: str | None = _f(None, "JSON result path (default <model>/finetune-<task>.json)")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    progress: bool = _f(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        # The command line hands list fields over as strings ("0 1 2" or "0,1,2").
+        seeds = [self.seeds] if isinstance(self.seeds, int | str) else list(self.seeds)
+        parts = [p for s in seeds for p in (s.split(",") if isinstance(s, str) else [s])]
+        try:
+            self.seeds = [int(p) for p in parts if p != ""]
+        except (TypeError, ValueError):
+            raise FemlmError(f"seeds must be integers, got {self.seeds!r}") from None
+        if not self.seeds:
+            raise FemlmError("give at least one seed")
+
+
+# --- reading a task ----------------------------------------------------------------
+
+
+def read_task_file(path: Path, text_field: str = "text", label_field: str = "label") -> list[Row]:
+    """(text, label) rows of a CSV, TSV or JSONL file; labels become strings."""
+    if not path.is_file():
+        raise FemlmError(f"task file not found: {path}")
+    if path.suffix not in SUFFIXES:
+        raise FemlmError(f"{path}: unsupported task file type; use .jsonl, .csv or .tsv")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: spreadsheets write a BOM
+    except UnicodeDecodeError as err:
+        raise FemlmError(f"{path} is not UTF-8 text (byte {err.start})") from None
+    if path.suffix == ".jsonl":
+        records = _jsonl_records(path, text)
+    else:
+        records = _csv_records(path, text, (text_field, label_field))
+    rows = []
+    for line, record in records:
+        for name in (text_field, label_field):
+            if record.get(name) is None:
+                raise FemlmError(f"{path} line {line} has no {name!r} field")
+        label = record[label_field]
+        if isinstance(label, dict | list) or str(label).strip() == "":
+            raise FemlmError(f"{path} line {line}: label {label!r} is not a string or integer")
+        rows.append((str(record[text_field]), str(label).strip()))
+    if not rows:
+        raise FemlmError(f"{path} has no examples")
+    return rows
+
+
+def _jsonl_records(path: Path, text: str) -> list[tuple[int, dict]]:
+    records = []
+    for line, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            raise FemlmError(f"{path} line {line} is not valid JSON") from None
+        if not isinstance(record, dict):
+            raise FemlmError(f"{path} line {line} is not a JSON object")
+        records.append((line, record))
+    return records
+
+
+def _csv_records(path: Path, text: str, needed: tuple[str, str]) -> list[tuple[int, dict]]:
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix == ".tsv" else ",")
+    columns = reader.fieldnames or []
+    for name in needed:
+        if columns and name not in columns:
+            flag = "--text-field" if name == needed[0] else "--label-field"
+            raise FemlmError(
+                f"{path} has no column {name!r} (columns: {', '.join(columns)}); set {flag}"
+            )
+    return [(reader.line_num, record) for record in reader]
+
+
+def label_order(names: set[str]) -> list[str]:
+    """Sorted label names; numerically when all are integers, so "10" follows "9"."""
+    if all(re.fullmatch(r"-?\d+", n) for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def split_rows(rows: list[Row]) -> dict[str, list[Row]]:
+    """Deterministic stratified 80/10/10 split, the one the built-in tasks use."""
+    parts = stratified_split([{"text": t, "label": y} for t, y in rows], seed=SPLIT_SEED)
+    return {name: [(r["text"], r["label"]) for r in part] for name, part in parts.items()}
+
+
+def load_task(cfg: FinetuneConfig) -> tuple[dict[str, list[Row]], str]:
+    """The train/dev/test rows of ``cfg.task`` and how they were split."""
+    if not cfg.task:
+        raise FemlmError("no task given; name a built-in task or a CSV/JSONL file")
+    path = Path(cfg.task).expanduser()
+    if cfg.task in TASKS and not path.exists():
+        path = task_dir(cfg.task, cfg.cache_dir)
+        if not path.is_dir():
+            raise FemlmError(f"task {cfg.task!r} is not in {path}; run `femlm data fetch --tasks`")
+    if path.is_dir():
+        splits = {
+            s: read_task_file(_split_file(path, s), cfg.text_field, cfg.label_field) for s in SPLITS
+        }
+        how = "given"
+    elif path.exists():
+        splits = split_rows(read_task_file(path, cfg.text_field, cfg.label_field))
+        how = f"stratified 80/10/10, seed {SPLIT_SEED}"
+    else:
+        raise FemlmError(f"task file not found: {cfg.task} (built-in tasks: {', '.join(TASKS)})")
+    _check_labels(splits, cfg.task)
+    return splits, how
+
+
+def _split_file(folder: Path, split: str) -> Path:
+    for suffix in SUFFIXES:
+        if (folder / f"{split}{suffix}").is_file():
+            return folder / f"{split}{suffix}"
+    raise FemlmError(f"{folder} has no {split}.jsonl or {split}.csv")
+
+
+def _check_labels(splits: dict[str, list[Row]], task: str) -> None:
+    train = {y for _, y in splits["train"]}
+    if len(train) < 2:
+        raise FemlmError(f"task {task} has only one class ({', '.join(train)}) in train")
+    for split in ("dev", "test"):
+        if not splits[split]:
+            raise FemlmError(f"task {task}: the {split} split is empty; give more examples")
+        unseen = sorted({y for _, y in splits[split]} - train)
+        if unseen:
+            raise FemlmError(f"task {task}: {split} label(s) never seen in train: {unseen}")
+
+
+def subsample(rows: list[Row], limit: int | None, seed: int = SPLIT_SEED) -> list[Row]:
+    """At most ``limit`` rows, each class keeping its share (at least one row)."""
+    if limit is None or limit >= len(rows):
+        return rows
+    groups: dict[str, list[Row]] = {}
+    for row in sorted(rows):
+        groups.setdefault(row[1], []).append(row)
+    quota = {y: max(1, len(g) * limit // len(rows)) for y, g in groups.items()}
+    # Largest remainders get the rows that flooring left over.
+    by_rest = sorted(groups, key=lambda y: (-(len(groups[y]) * limit % len(rows)), y))
+    for y in by_rest[: max(0, limit - sum(quota.values()))]:
+        quota[y] += 1
+    kept = []
+    for y, group in groups.items():
+        random.Random(f"{seed}:{y}").shuffle(group)
+        kept += group[: quota[y]]
+    return kept
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def accuracy(gold: list[int], pred: list[int]) -> float:
+    return sum(g == p for g, p in zip(gold, pred, strict=True)) / max(1, len(gold))
+
+
+def macro_f1(gold: list[int], pred: list[int]) -> float:
+    """Unweighted mean of per-class F1 over the classes in ``gold`` or ``pred``.
+
+    A class that is predicted but never true scores 0, as in scikit-learn.
+    """
+    scores = []
+    for c in sorted(set(gold) | set(pred)):
+        tp = sum(g == c and p == c for g, p in zip(gold, pred, strict=True))
+        fp = sum(g != c and p == c for g, p in zip(gold, pred, strict=True))
+        fn = sum(g == c and p != c for g, p in zip(gold, pred, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return sum(scores) / max(1, len(scores))
+
+
+def mean_std(values: list[float]) -> dict[str, float | None]:
+    """Mean and sample standard deviation (ddof=1); no spread from a single seed."""
+    std = statistics.stdev(values) if len(values) >= 2 else None
+    return {"mean": statistics.fmean(values), "std": std}
+
+
+# --- the model and the loop -------------------------------------------------------------
+
+
+def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Module:
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    # transformers prints a table of every fresh and unused weight; one line below says it.
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            cfg.model, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={y: i for i, y in enumerate(labels)}, local_files_only=True,
+            output_loading_info=True,
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError) as err:
+        raise FemlmError(f"cannot load {cfg.model!r} for classification: {_first(err)}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise FemlmError(f"the tokenizer has more tokens than {cfg.model!r} embeds")
+    if cfg.max_length > getattr(model.config, "max_position_embeddings", cfg.max_length):
+        raise FemlmError(f"max_length {cfg.max_length} exceeds the model's positions")
+    fresh = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
+    log.info("classification head starts fresh: %s", ", ".join(sorted(fresh)) or "none")
+    return model
+
+
+def _first(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _encode(tokenizer: Any, rows: list[Row], ids: dict[str, int], max_length: int) -> list:
+    enc = tokenizer([t for t, _ in rows], truncation=True, max_length=max_length)
+    return [(x, ids[y]) for x, (_, y) in zip(enc["input_ids"], rows, strict=True)]
+
+
+def _collate(examples: list, pad_id: int, device: torch.device) -> dict[str, Tensor]:
+    """Pads to the longest example of this batch only: most texts are short."""
+    ids = torch.full((len(examples), max(len(x) for x, _ in examples)), pad_id)
+    mask = torch.zeros_like(ids)
+    for i, (x, _) in enumerate(examples):
+        ids[i, : len(x)], mask[i, : len(x)] = torch.tensor(x), 1
+    labels = torch.tensor([y for _, y in examples])
+    return {k: v.to(device) for k, v in zip(BATCH_KEYS, (ids, mask, labels), strict=True)}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: list, pad_id: int, device: torch.device) -> list[int]:
+    """Predicted label ids of ``data`` (token ids, label id) pairs, in their order."""
+    model.eval()
+    order = sorted(range(len(data)), key=lambda i: len(data[i][0]))  # less padding
+    preds = [0] * len(data)
+    for start in range(0, len(order), EVAL_BATCH):
+        chunk = order[start : start + EVAL_BATCH]
+        batch = _collate([data[i] for i in chunk], pad_id, device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        for i, p in zip(chunk, logits.argmax(-1).tolist(), strict=True):
+            preds[i] = p
+    return preds
+
+
+def _optimizer(model: nn.Module, cfg: FinetuneConfig, total: int) -> tuple[Any, Any]:
+    """AdamW with linear warm-up then linear decay to zero at the last possible step."""
+    # No weight decay on biases and LayerNorm weights, as in pre-training.
+    groups: list[dict] = [{"params": [], "weight_decay": cfg.weight_decay}]
+    groups.append({"params": [], "weight_decay": 0.0})
+    for name, p in model.named_parameters():
+        groups[p.dim() < 2 or "LayerNorm" in name]["params"].append(p)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    warm = max(1, round(cfg.warmup_ratio * total))
+
+    def factor(step: int) -> float:
+        return (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _train_epoch(model: nn.Module, batches: Any, optimizer: Any, scheduler: Any, bar: Any) -> None:
+    model.train()  # dropout on
+    for batch in batches:
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_GRAD)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+
+
+def _run_seed(cfg: FinetuneConfig, seed: int, data: dict, labels: list, tokenizer: Any) -> dict:
+    """One fine-tuning run: train with early stopping on dev, then score test."""
+    start, device = time.perf_counter(), pick_device(cfg.device)
+    torch.manual_seed(seed)  # the fresh head's initialisation and dropout
+    model = _load_model(cfg, labels, tokenizer).to(device)
+    train, pad, bs = data["train"], tokenizer.pad_token_id, cfg.batch_size
+    per_epoch = math.ceil(len(train) / bs)
+    optimizer, scheduler = _optimizer(model, cfg, per_epoch * cfg.epochs)
+    order = torch.Generator().manual_seed(seed)  # batch order, apart from the global RNG
+    best, best_acc, best_epoch, stale = {}, -1.0, 0, 0
+    with _progress(cfg, per_epoch * cfg.epochs, seed) as bar:
+        for epoch in range(1, cfg.epochs + 1):
+            perm = torch.randperm(len(train), generator=order).tolist()
+            chunks = [perm[k : k + bs] for k in range(0, len(perm), bs)]
+            batches = (_collate([train[i] for i in c], pad, device) for c in chunks)
+            _train_epoch(model, batches, optimizer, scheduler, bar)
+            dev_acc = accuracy(
+                [y for _, y in data["dev"]], predict(model, data["dev"], pad, device)
+            )
+            log.debug("seed %d epoch %d: dev accuracy %.4f", seed, epoch, dev_acc)
+            if dev_acc > best_acc:  # a tie keeps the earlier, less-trained state
+                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_acc, best_epoch, stale = dev_acc, epoch, 0
+            elif cfg.patience and (stale := stale + 1) >= cfg.patience:
+                break
+    model.load_state_dict(best)
+    gold, pred = [y for _, y in data["test"]], predict(model, data["test"], pad, device)
+    return {
+        "seed": seed, "best_epoch": best_epoch, "epochs_run": epoch, "dev_accuracy": best_acc,
+        "test_accuracy": accuracy(gold, pred), "test_macro_f1": macro_f1(gold, pred),
+        "seconds": round(time.perf_counter() - start, 2),
+    }  # fmt: skip
+
+
+def _progress(cfg: FinetuneConfig, total: int, seed: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, disable=not cfg.progress, desc=f"finetune {_task_name(cfg)} seed {seed}",
+        unit="step", dynamic_ncols=True,
+    )  # fmt: skip
+
+
+# --- the whole job -----------------------------------------------------------------------
+
+
+def _check(cfg: FinetuneConfig) -> None:
+    if not cfg.model or not Path(cfg.model).expanduser().is_dir():
+        raise FemlmError(
+            f"model folder not found: {cfg.model!r}; give --model a saved model folder"
+        )
+    for name in ("batch_size", "epochs", "max_length"):
+        if getattr(cfg, name) < 1:
+            raise FemlmError(f"{name} must be at least 1")
+    if cfg.max_train_examples is not None and cfg.max_train_examples < 2:
+        raise FemlmError("max_train_examples must be at least 2")
+    if not 0 <= cfg.warmup_ratio < 1 or cfg.lr <= 0 or cfg.patience < 0:
+        raise FemlmError("need 0 <= warmup_ratio < 1, lr > 0 and patience >= 0")
+
+
+def _task_name(cfg: FinetuneConfig) -> str:
+    name = cfg.task if cfg.task in TASKS else Path(cfg.task or "task").stem
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
+def finetune(cfg: FinetuneConfig) -> dict:
+    """Fine-tune ``cfg.model`` on ``cfg.task`` once per seed; write and return the result."""
+    from femlm.data import load_tokenizer
+
+    _check(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    splits, how = load_task(cfg)
+    splits["train"] = subsample(splits["train"], cfg.max_train_examples)
+    labels = label_order({y for _, y in splits["train"]})
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    if tokenizer.pad_token_id is None:
+        raise FemlmError("the tokenizer has no padding token; batches need one")
+    ids = {y: i for i, y in enumerate(labels)}
+    data = {s: _encode(tokenizer, rows, ids, cfg.max_length) for s, rows in splits.items()}
+    runs = [_run_seed(cfg, seed, data, labels, tokenizer) for seed in cfg.seeds]
+    result = {
+        "task": cfg.task, "model": cfg.model, "labels": labels, "split": how,
+        "splits": {s: len(rows) for s, rows in splits.items()},
+        "runs": runs,
+        "test_accuracy": mean_std([r["test_accuracy"] for r in runs]),
+        "test_macro_f1": mean_std([r["test_macro_f1"] for r in runs]),
+        "config": asdict(cfg),
+    }  # fmt: skip
+    out = Path(cfg.out) if cfg.out else Path(cfg.model) / f"finetune-{_task_name(cfg)}.json"
+    write_json(result, out)
+    result["out"] = str(out)
+    return result
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Temporary file then rename, so a killed run never leaves a half-written result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def format_table(result: dict) -> str:
+    """A short plain-text table of the per-seed scores and their mean +- std."""
+    s = result["splits"]
+    lines = [
+        f"{result['task']}: {len(result['labels'])} labels, train {s['train']} / dev {s['dev']}"
+        f" / test {s['test']}; model {result['model']}",
+        f"{'seed':>6} {'epoch':>5} {'dev acc':>8} {'test acc':>8} {'test F1':>8} {'seconds':>8}",
+    ]
+    for r in result["runs"]:
+        lines.append(
+            f"{r['seed']:>6} {r['best_epoch']:>5} {r['dev_accuracy']:>8.4f} "
+            f"{r['test_accuracy']:>8.4f} {r['test_macro_f1']:>8.4f} {r['seconds']:>8.1f}"
+        )
+    acc, f1 = result["test_accuracy"], result["test_macro_f1"]
+    lines.append(f"test accuracy {_pm(acc)}, macro-F1 {_pm(f1)} over {len(result['runs'])} seed(s)")
+    if "out" in result:
+        lines.append(f"saved to {result['out']}")
+    return "\n".join(lines)
+
+
+def _pm(stat: dict) -> str:
+    std = "n/a" if stat["std"] is None else f"{stat['std']:.4f}"
+    return f"{stat['mean']:.4f} +- {std}"

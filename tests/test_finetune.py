@@ -1,0 +1,197 @@
+"""Fine-tuning: task files, splits, metrics, determinism and the loop on a separable task."""
+
+import argparse
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from femlm.config import add_arguments, load_config
+from femlm.errors import FemlmError
+from femlm.finetune import (
+    FinetuneConfig,
+    finetune,
+    format_table,
+    label_order,
+    macro_f1,
+    mean_std,
+    read_task_file,
+    split_rows,
+    subsample,
+)
+
+FILLER = "the a model token data train loss noise random small large word view step".split()
+
+
+def _rows(n: int = 240, seed: int = 0) -> list[dict]:
+    """Label "yes" iff the text holds the word "mask": one word decides, easy to learn."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(4, 9))]
+        if i % 2:
+            words.insert(rng.randrange(len(words) + 1), "mask")
+        rows.append({"text": " ".join(words), "label": "yes" if i % 2 else "no"})
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A one-layer, hidden-32 BERT masked-LM and the built-in tokenizer, like a run's final/."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from femlm.show import builtin_tokenizer
+
+    folder = tmp_path_factory.mktemp("model")
+    tokenizer = builtin_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    BertForMaskedLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _cfg(model_dir: Path, task: Path, **kw) -> FinetuneConfig:
+    base = dict(model=str(model_dir), task=str(task), seeds=[0], lr=5e-3, epochs=4, patience=0)
+    base |= dict(batch_size=16, max_length=32, threads=1, progress=False)
+    return FinetuneConfig(**(base | kw))
+
+
+def test_learns_a_separable_task_and_writes_json(model_dir, tmp_path):
+    task = _write_jsonl(tmp_path / "task.jsonl", _rows())
+    out = tmp_path / "res.json"
+    result = finetune(_cfg(model_dir, task, seeds=[0, 1], out=str(out)))
+    saved = json.loads(out.read_text())
+    assert saved["labels"] == ["no", "yes"]
+    assert saved["splits"] == {"train": 192, "dev": 24, "test": 24}
+    assert saved["split"].startswith("stratified 80/10/10")
+    assert [r["seed"] for r in saved["runs"]] == [0, 1]
+    for run in saved["runs"]:
+        assert set(run) >= {"seed", "best_epoch", "dev_accuracy", "test_accuracy"}
+        assert set(run) >= {"test_macro_f1", "seconds"}
+        assert run["test_accuracy"] > 0.8
+    assert saved["test_accuracy"]["std"] is not None
+    assert result["test_macro_f1"] == saved["test_macro_f1"]
+    assert "+-" in format_table(result) and not list(tmp_path.glob("*.tmp"))
+
+
+def test_same_seed_gives_identical_numbers(model_dir, tmp_path):
+    task = _write_jsonl(tmp_path / "task.jsonl", _rows(120))
+    kw = dict(epochs=2, out=str(tmp_path / "r.json"))
+    first, second = finetune(_cfg(model_dir, task, **kw)), finetune(_cfg(model_dir, task, **kw))
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in first["runs"]]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in second["runs"]]
+
+
+def test_given_splits_csv_and_default_output(model_dir, tmp_path):
+    folder = tmp_path / "mytask"
+    folder.mkdir()
+    rows = [{"sentence": r["text"], "y": 7 if r["label"] == "yes" else 10} for r in _rows(80)]
+    for split, part in (("train", rows[:60]), ("dev", rows[60:70]), ("test", rows[70:])):
+        lines = ["sentence,y"] + [f"{r['sentence']},{r['y']}" for r in part]
+        (folder / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = _cfg(model_dir, folder, text_field="sentence", label_field="y", epochs=1)
+    result = finetune(cfg)
+    assert result["labels"] == ["7", "10"]  # integers sort as numbers
+    assert result["splits"] == {"train": 60, "dev": 10, "test": 10} and result["split"] == "given"
+    assert Path(result["out"]) == model_dir / "finetune-mytask.json"
+    assert result["test_accuracy"]["std"] is None  # one seed: no spread
+
+
+def test_stratified_split_is_deterministic_and_stratified():
+    rows = [(f"text {i}", "a" if i % 4 else "b") for i in range(200)]  # 150 a, 50 b
+    first, again = split_rows(rows), split_rows(list(reversed(rows)))
+    assert {k: sorted(v) for k, v in first.items()} == {k: sorted(v) for k, v in again.items()}
+    counts = {k: Counter(y for _, y in v) for k, v in first.items()}
+    assert counts["train"] == {"a": 120, "b": 40}
+    assert counts["dev"] == counts["test"] == {"a": 15, "b": 5}
+    assert not set(first["train"]) & set(first["test"])
+
+
+def test_subsample_keeps_class_shares():
+    rows = [(f"t{i}", "a" if i % 3 else "b") for i in range(300)]  # 200 a, 100 b
+    kept = subsample(rows, 30)
+    assert Counter(y for _, y in kept) == {"a": 20, "b": 10}
+    assert kept == subsample(list(reversed(rows)), 30)
+    assert subsample(rows, None) is rows
+
+
+def test_macro_f1_by_hand():
+    gold = [0, 0, 0, 1, 1, 2]
+    pred = [0, 0, 1, 1, 2, 2]
+    # class 0: tp 2 fp 0 fn 1 -> 4/5; class 1: tp 1 fp 1 fn 1 -> 1/2; class 2: tp 1 fp 1 fn 0 -> 2/3
+    assert macro_f1(gold, pred) == pytest.approx((4 / 5 + 1 / 2 + 2 / 3) / 3)
+    assert macro_f1([0, 0], [0, 1]) == pytest.approx(
+        (2 / 3 + 0) / 2
+    )  # predicted-only class scores 0
+    assert mean_std([0.5, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1414213562)}
+
+
+def test_label_order():
+    assert label_order({"10", "9", "-1"}) == ["-1", "9", "10"]
+    assert label_order({"sport", "business", "10"}) == ["10", "business", "sport"]
+
+
+def test_seeds_from_the_command_line(model_dir):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, FinetuneConfig)
+    args = parser.parse_args(["--model", str(model_dir), "--task", "bbc", "--seeds", "3", "4"])
+    cfg = load_config(FinetuneConfig, None, vars(args))
+    assert cfg.seeds == [3, 4] and cfg.lr == FinetuneConfig().lr
+    assert FinetuneConfig(seeds="0,1,2").seeds == [0, 1, 2]
+    with pytest.raises(FemlmError, match="seeds must be integers"):
+        FinetuneConfig(seeds=["x"])
+
+
+BAD = [
+    ("missing.jsonl", None, "task file not found"),
+    ("empty.jsonl", b"", "has no examples"),
+    ("nolabel.jsonl", b'{"text": "hi"}\n', "line 1 has no 'label' field"),
+    ("nolabel.csv", b"text,category\nhi,a\n", "has no column 'label'.*--label-field"),
+    ("latin1.csv", "text,label\ncaf\xe9,a\n".encode("latin-1"), "is not UTF-8 text"),
+    ("oneclass.jsonl", b'{"text": "x", "label": "a"}\n' * 30, "only one class"),
+    ("broken.jsonl", b'{"text": \n', "line 1 is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), BAD)
+def test_bad_task_files(model_dir, tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(FemlmError, match=message) as err:
+        finetune(_cfg(model_dir, path))
+    assert "\n" not in str(err.value)
+
+
+def test_unseen_labels_and_missing_split(model_dir, tmp_path):
+    folder = tmp_path / "t"
+    folder.mkdir()
+    rows = _rows(40)
+    _write_jsonl(folder / "train.jsonl", rows[:30])
+    _write_jsonl(folder / "dev.jsonl", rows[30:35])
+    with pytest.raises(FemlmError, match="no test.jsonl"):
+        finetune(_cfg(model_dir, folder))
+    _write_jsonl(folder / "test.jsonl", rows[35:] + [{"text": "new", "label": "maybe"}])
+    with pytest.raises(FemlmError, match=r"test label\(s\) never seen in train: \['maybe'\]"):
+        finetune(_cfg(model_dir, folder))
+    with pytest.raises(FemlmError, match="model folder not found"):
+        finetune(_cfg(tmp_path / "nope", folder))
+
+
+def test_read_task_file_int_labels(tmp_path):
+    path = _write_jsonl(
+        tmp_path / "t.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": 0}]
+    )
+    assert read_task_file(path) == [("a", "1"), ("b", "0")]
