@@ -137,7 +137,7 @@ def downstream_table(variants: dict[str, list[Run]]) -> list[str]:
         for task in tasks:
             acc, f1 = [], []
             for r in runs:
-                for seed in r.finetune.get(task, {}).get("seeds", []):
+                for seed in r.finetune.get(task, {}).get("runs", []):
                     acc.append(seed["test_accuracy"])
                     f1.append(seed["test_macro_f1"])
             if acc:
