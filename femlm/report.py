@@ -105,20 +105,25 @@ def pick_baseline(folder: Path, variants: dict[str, list[Run]]) -> str:
 
 
 def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[list[str], dict]:
+    """Steps each run needs to reach the baseline's mean final loss.
+
+    The baseline took its whole budget (its last step) to get there, so the
+    ratio ``steps / budget`` below 1 means a variant is more step-efficient.
+    """
     target = mean_std([r.final for r in variants[baseline]])[0]
-    base_steps = [steps_to_reach(r.evals, target) for r in variants[baseline]]
-    base_mean = mean_std([s for s in base_steps if s is not None])[0]
+    budget = statistics.fmean(r.evals[-1][0] for r in variants[baseline])
     lines = [
-        f"Target: the baseline `{baseline}`'s mean final validation loss, {target:.4f}.",
+        f"Target: the baseline `{baseline}`'s mean final validation loss, {target:.4f}, "
+        f"which it reached in its budget of {budget:.0f} steps.",
         "",
-        "| variant | final val loss | steps to target (per seed) | steps / baseline's |",
+        "| variant | final val loss | steps to target (per seed) | steps / baseline's budget |",
         "|---|---|---|---|",
     ]
     numbers = {}
     for name, runs in variants.items():
         steps = [steps_to_reach(r.evals, target) for r in runs]
         reached = [s for s in steps if s is not None]
-        ratio = mean_std(reached)[0] / base_mean if reached and len(reached) == len(steps) else None
+        ratio = mean_std(reached)[0] / budget if len(reached) == len(steps) else None
         numbers[name] = {"final": [r.final for r in runs], "steps": steps, "ratio": ratio}
         shown = ", ".join("not reached" if s is None else f"{s:.0f}" for s in steps)
         lines.append(
@@ -165,18 +170,36 @@ def claims_table(variants: dict[str, list[Run]], baseline: str, eff: dict) -> li
         lines.append(
             f"| {claim} | final val loss {fe} {fmt(a, 4)} vs {other} {fmt(b, 4)} | {verdict} |"
         )
-    ratios = [
-        r.variance["ratio_fe_random"]
-        for r in variants[fe]
-        if r.variance and "ratio_fe_random" in r.variance
-    ]
-    if ratios:
-        m, _ = mean_std(ratios)
-        verdict = "reproduced" if all(x < 1 for x in ratios) else "not reproduced"
+    lines += _variance_claims(variants[fe], fe)
+    return lines
+
+
+def _variance_claims(runs: list[Run], fe: str) -> list[str]:
+    lines = []
+    for r in runs:
+        est = (r.variance or {}).get("estimates", {})
+        if f"{fe}.ratio" not in est or f"{fe}.step_var_vs_standard" not in est:
+            continue
+        ratio, step = est[f"{fe}.ratio"], est[f"{fe}.step_var_vs_standard"]
+        verdict = "reproduced" if ratio["high"] < 1 else "not reproduced"
         lines.append(
-            f"| FE lowers the mask-sampling gradient variance | FE / random-K mask variance {fmt(ratios)} | {verdict} |"
+            f"| FE lowers the mask-sampling gradient variance (seed {r.seed}, end of training) | "
+            f"FE / random-K mask variance {_ci(ratio)} | {verdict} |"
+        )
+        lower = (
+            "reproduced"
+            if step["high"] < 1
+            else ("not reproduced" if step["low"] > 1 else "inconclusive")
+        )
+        lines.append(
+            f"| ...and so the variance of a whole step at equal compute | FE / standard step variance "
+            f"{_ci(step)} | {lower} |"
         )
     return lines
+
+
+def _ci(e: dict) -> str:
+    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
 
 
 def plot_curves(variants: dict[str, list[Run]], out: Path, x: str) -> Path:
@@ -246,18 +269,14 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
 
 
 def variance_section(variants: dict[str, list[Run]]) -> list[str]:
+    from femlm.variance import format_table
+
     lines = []
     for name, runs in variants.items():
         for r in runs:
-            if r.variance and "table" in r.variance:
-                lines += [
-                    f"`{name}` seed {r.seed}, at the end of training:",
-                    "",
-                    "```",
-                    r.variance["table"],
-                    "```",
-                    "",
-                ]
+            if r.variance and "estimates" in r.variance:
+                lines += [f"`{name}` seed {r.seed}, at the end of training:", "", "```"]
+                lines += [format_table(r.variance), "```", ""]
     return lines or ["No variance measurements in this experiment."]
 
 
