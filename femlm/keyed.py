@@ -112,16 +112,6 @@ def _to_unit(bits: Tensor) -> Tensor:
     return _shift_right(bits, 11).double().mul_(2.0**-53)
 
 
-def uniform_at(
-    generator: torch.Generator | KeyedGenerator, index: Sequence[Tensor], batch_dim: int
-) -> Tensor:
-    """Float64 uniforms ``[n]`` for the elements at ``index`` (see :meth:`KeyedGenerator.bits_at`)."""
-    if isinstance(generator, KeyedGenerator):
-        return _to_unit(generator.bits_at(index, batch_dim))
-    n = len(index[0])
-    return torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device)
-
-
 def random_bits(
     generator: torch.Generator | KeyedGenerator, shape: Sequence[int], batch_dim: int, bits: int
 ) -> Tensor:
@@ -131,6 +121,22 @@ def random_bits(
     return torch.randint(
         (1 << bits) - 1, tuple(shape), generator=generator, device=generator.device
     )
+
+
+def uniform_pair_at(
+    generator: torch.Generator | KeyedGenerator, index: Sequence[Tensor], batch_dim: int
+) -> tuple[Tensor, Tensor]:
+    """Two independent float64 uniforms ``[n]`` per element at ``index``, from one
+    64-bit hash split into halves (32 bits each is plenty for a replacement draw)."""
+    if isinstance(generator, KeyedGenerator):
+        bits = generator.bits_at(index, batch_dim)
+        high = _shift_right(bits, 32).double().mul_(2.0**-32)
+        low = (bits & 0xFFFFFFFF).double().mul_(2.0**-32)
+        return high, low
+    u = torch.rand(
+        2, len(index[0]), generator=generator, dtype=torch.float64, device=generator.device
+    )
+    return u[0], u[1]
 
 
 def uniform(

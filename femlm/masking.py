@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from femlm.keyed import KeyedGenerator, random_bits, uniform, uniform_at
+from femlm.keyed import KeyedGenerator, random_bits, uniform, uniform_pair_at
 
 FULLY_EXPLORED = ("fully-explored", "fully-explored-contiguous", "fully-explored-span")
 STRATEGIES = ("random", "random-bernoulli", "whole-word", "span", *FULLY_EXPLORED)
@@ -298,12 +298,12 @@ def apply_replacement(
         raise ValueError("apply_replacement needs an explicit generator")
     # Draw only at masked positions: with K views most of the tensor is unmasked.
     where = mask.nonzero(as_tuple=True)
-    u = uniform_at(generator, where, batch_dim=0)
+    u, u_pick = uniform_pair_at(generator, where, batch_dim=0)
     original = input_ids[where]
     new = original.masked_fill(u < mask_prob, mask_token_id)
     if random_prob > 0:
         allowed = _allowed_ids(vocab_size, excluded_ids, input_ids.device)
-        pick = (uniform_at(generator, where, batch_dim=0) * len(allowed)).long()
+        pick = (u_pick * len(allowed)).long()
         chosen = (u >= mask_prob) & (u < mask_prob + random_prob)
         new = torch.where(chosen, allowed[pick.clamp(max=len(allowed) - 1)], new)
     out = input_ids.clone()
