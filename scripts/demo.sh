@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job. Extra arguments go to `femlm mask`.
+# The main job: `femlm demo`. Extra arguments go to it (e.g. --out-dir DIR).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup.sh"
-femlm mask "$@"
+femlm demo "$@"
