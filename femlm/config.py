@@ -108,7 +108,7 @@ def load_config(cls: type, path: str | None = None, overrides: dict[str, Any] | 
     """Defaults, then the YAML/JSON file at ``path``, then non-None ``overrides``."""
     values: dict[str, Any] = {}
     if path:
-        values.update(_read_file(path))
+        values.update(read_config_file(path))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_dict(cls, values)
 
@@ -135,7 +135,7 @@ def _check_type(key: str, value: Any, kind: Any) -> Any:
     return value
 
 
-def _read_file(path: str) -> dict[str, Any]:
+def read_config_file(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FemlmError(f"config file not found: {path}")

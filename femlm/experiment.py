@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.checkpoint import list_checkpoints
-from femlm.config import TrainConfig, from_dict
+from femlm.config import TrainConfig, from_dict, read_config_file
 from femlm.errors import FemlmError
 
 log = logging.getLogger("femlm")
@@ -64,9 +64,7 @@ def expand(value: Any) -> Any:
 
 def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Experiment:
     """Parse and validate an experiment YAML/JSON file (every run config is checked up front)."""
-    from femlm.config import _read_file
-
-    raw = _read_file(str(path))
+    raw = read_config_file(str(path))
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise FemlmError(f"{path}: unknown experiment key(s): {', '.join(unknown)}")
@@ -97,9 +95,9 @@ def run_config(exp: Experiment, variant: str, seed: int) -> TrainConfig:
     if exp.tokenizer and "tokenizer" not in values:
         values["tokenizer"] = exp.tokenizer["output"]
     cfg = from_dict(TrainConfig, values)
-    from femlm.train import _check
+    from femlm.train import check_config
 
-    _check(cfg, 1)
+    check_config(cfg)
     return cfg
 
 

@@ -60,7 +60,7 @@ def pretrain(cfg: TrainConfig, resume: bool = False) -> Path:
 
 
 def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
-    _check(cfg, d.world)
+    check_config(cfg, d.world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
@@ -192,7 +192,8 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
     return final
 
 
-def _check(cfg: TrainConfig, world: int) -> None:
+def check_config(cfg: TrainConfig, world: int = 1) -> None:
+    """Reject impossible settings before any work is done (one-line errors)."""
     resolve_views_rate(cfg.strategy, cfg.views, cfg.rate)
     if not cfg.data:
         raise FemlmError("no training data: give --data FILE [FILE ...]")
