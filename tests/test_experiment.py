@@ -116,3 +116,15 @@ def test_steps_to_reach_interpolates_and_compare_needs_a_clear_gap():
     assert compare([1.0, 1.01, 0.99], [2.0, 2.01, 1.99]) == "lower"
     assert compare([1.0, 2.0, 3.0], [1.5, 2.5, 3.5]) == "tie"
     assert compare([1.0], [2.0]) == "tie", "one seed proves nothing"
+
+
+def test_every_shipped_config_is_valid(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("MINILM_DIR", "/some/minilm")
+    configs = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
+    assert {c.stem for c in configs} >= {"scratch", "continual", "ablation", "adaptive"}
+    for path in configs:
+        exp = load_experiment(path)
+        assert len(exp.seeds) >= 3, f"{path.name}: claims need at least 3 seeds"
+        assert "standard" in exp.runs and "fully-explored" in exp.runs
