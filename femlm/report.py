@@ -13,6 +13,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from femlm.errors import FemlmError
 
@@ -258,7 +259,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
         "",
     ]
     md += ["## Downstream", "", *downstream_table(variants), ""]
-    md += ["## Gradient variance", "", *variance_section(variants), ""]
+    md += ["## Gradient variance", "", *variance_section(variants, folder, out), ""]
+    md += ["## Does the variance predict the outcome?", "", *ranking_check(folder, variants), ""]
     md += ["## Claims", "", *claims_table(variants, baseline, eff), ""]
     md += [
         "Verdict rule: a mean difference counts when it exceeds twice its standard error over seeds."
@@ -268,16 +270,71 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     return path
 
 
-def variance_section(variants: dict[str, list[Run]]) -> list[str]:
+def variance_section(variants: dict[str, list[Run]], folder: Path, out: Path) -> list[str]:
+    """Each run's variance table, with its plots copied beside the report."""
+    import shutil
+
     from femlm.variance import format_table
 
     lines = []
     for name, runs in variants.items():
         for r in runs:
-            if r.variance and "estimates" in r.variance:
-                lines += [f"`{name}` seed {r.seed}, at the end of training:", "", "```"]
-                lines += [format_table(r.variance), "```", ""]
+            if not (r.variance and "estimates" in r.variance):
+                continue
+            lines += [f"`{name}` seed {r.seed}, at the end of training:", "", "```"]
+            lines += [format_table(r.variance), "```", ""]
+            for png in sorted((folder / name / f"seed-{r.seed}" / "variance").glob("*.png")):
+                target = out / f"{name}-seed{r.seed}-{png.name}"
+                if target.resolve() != png.resolve():
+                    shutil.copyfile(png, target)
+                lines += [f"![{png.stem}]({target.name})", ""]
     return lines or ["No variance measurements in this experiment."]
+
+
+def _estimate_key(values: dict[str, Any]) -> str | None:
+    """Which of the variance tool's step variances describes a variant's runs."""
+    strategy, views = values.get("strategy", "fully-explored"), values.get("views")
+    if strategy == "random" and (views or 1) == 1:
+        return "standard.step_var"
+    if strategy in ("random", "fully-explored", "fully-explored-span", "span") and (
+        strategy.startswith("fully-explored") or (views or 1) > 1
+    ):
+        return f"{strategy}.step_var"
+    return None
+
+
+def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
+    """Does the ordering by implied step variance predict the ordering by final loss?"""
+    cfg_file = folder / "experiment.json"
+    est = next((r.variance["estimates"] for rs in variants.values() for r in rs
+                if r.variance and "estimates" in r.variance), None)  # fmt: skip
+    if est is None or not cfg_file.is_file():
+        return ["No variance measurement to predict from."]
+    runs_cfg = json.loads(cfg_file.read_text()).get("runs", {})
+    rows = []
+    for name, runs in variants.items():
+        key = _estimate_key(runs_cfg.get(name) or {})
+        if key in est:
+            rows.append((name, est[key], mean_std([r.final for r in runs])[0]))
+    if len(rows) < 2:
+        return ["Fewer than two variants have a predicted step variance."]
+    predicted = [n for n, _, _ in sorted(rows, key=lambda x: x[1]["value"])]
+    measured = [n for n, _, _ in sorted(rows, key=lambda x: x[2])]
+    lines = ["| variant | implied step variance | mean final val loss |", "|---|---|---|"]
+    lines += [f"| {n} | {_ci(e)} | {loss:.4f} |" for n, e, loss in rows]
+    same = "the same order" if predicted == measured else "a different order"
+    finals = {n: [r.final for r in variants[n]] for n in measured}
+    if any(
+        compare(finals[a], finals[b]) == "tie" for a, b in zip(measured, measured[1:], strict=False)
+    ):
+        same += ", though neighbouring final losses do not differ beyond noise, so the measured order is not settled"
+    lines += [
+        "",
+        f"Lowest step variance first: {', '.join(predicted)}; lowest final loss first: "
+        f"{', '.join(measured)}: {same}. (Step variances are from one model at the end of "
+        "training, with the batch size given to the variance tool.)",
+    ]
+    return lines
 
 
 def summary(folder: str | Path) -> str:

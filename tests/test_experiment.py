@@ -128,3 +128,27 @@ def test_every_shipped_config_is_valid(monkeypatch):
         exp = load_experiment(path)
         assert len(exp.seeds) >= 3, f"{path.name}: claims need at least 3 seeds"
         assert "standard" in exp.runs and "fully-explored" in exp.runs
+
+
+def test_ranking_check_reads_the_variance_estimates(tmp_path):
+    from femlm.report import Run, ranking_check
+
+    (tmp_path / "experiment.json").write_text(
+        json.dumps({"runs": {"fe": {"strategy": "fully-explored"}, "std": {"strategy": "random"}}})
+    )
+    est = {
+        "fully-explored.step_var": {"value": 2.0, "low": 1.8, "high": 2.2},
+        "standard.step_var": {"value": 1.0, "low": 0.9, "high": 1.1},
+    }
+    variants = {
+        "fe": [
+            Run(s, [(10, 5.0 + s / 100, 0.0)], None, variance={"estimates": est}) for s in range(3)
+        ],
+        "std": [Run(s, [(10, 4.0 + s / 100, 0.0)], None) for s in range(3)],
+    }
+    text = "\n".join(ranking_check(tmp_path, variants))
+    assert (
+        "Lowest step variance first: std, fe; lowest final loss first: std, fe: the same order"
+        in text
+    )
+    assert "not settled" not in text
