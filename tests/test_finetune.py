@@ -10,17 +10,8 @@ import pytest
 
 from femlm.config import add_arguments, load_config
 from femlm.errors import FemlmError
-from femlm.finetune import (
-    FinetuneConfig,
-    finetune,
-    format_table,
-    label_order,
-    macro_f1,
-    mean_std,
-    read_task_file,
-    split_rows,
-    subsample,
-)
+from femlm.finetune import FinetuneConfig, finetune, format_table, macro_f1, mean_std
+from femlm.tasks import label_order, read_task_file, split_rows, subsample
 
 FILLER = "the a model token data train loss noise random small large word view step".split()
 
