@@ -25,6 +25,7 @@ class Run:
     unigram: float | None
     finetune: dict[str, dict] = field(default_factory=dict)
     variance: dict | None = None
+    variance_steps: list[dict] = field(default_factory=list)  # --variance-every rows
 
     @property
     def final(self) -> float:
@@ -46,6 +47,7 @@ def load_runs(folder: Path) -> dict[str, list[Run]]:
             continue
         unigram = next((r["unigram_loss"] for r in rows if "unigram_loss" in r), None)
         run = Run(int(run_folder.name.split("-", 1)[1]), evals, unigram)
+        run.variance_steps = [r for r in rows if "fully-explored.ratio" in r]
         for f in sorted(run_folder.glob("finetune-*.json")):
             run.finetune[f.stem.removeprefix("finetune-")] = json.loads(f.read_text())
         if (run_folder / "variance.json").is_file():
@@ -233,6 +235,41 @@ def plot_curves(variants: dict[str, list[Run]], out: Path, x: str) -> Path:
     return path
 
 
+def plot_variance_steps(variants: dict[str, list[Run]], out: Path) -> Path | None:
+    """FE / random-K mask-variance ratio and V_data against steps (``--variance-every``)."""
+    if not any(r.variance_steps for runs in variants.values() for r in runs):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, runs in variants.items():
+        for i, r in enumerate(x for x in runs if x.variance_steps):
+            steps = [v["step"] for v in r.variance_steps]
+            label = name if i == 0 else None
+            color = f"C{list(variants).index(name)}"
+            axes[0].plot(
+                steps,
+                [v["fully-explored.ratio"] for v in r.variance_steps],
+                color=color,
+                label=label,
+            )
+            axes[1].plot(steps, [v["v_data"] for v in r.variance_steps], color=color, label=label)
+    axes[0].set_ylabel("FE / random-K mask variance")
+    axes[1].set_ylabel("V_data")
+    for ax in axes:
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    path = out / "variance_vs_steps.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md`` and its plots into ``out`` (default: the experiment folder)."""
     folder = Path(folder)
@@ -260,6 +297,14 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     ]
     md += ["## Downstream", "", *downstream_table(variants), ""]
     md += ["## Gradient variance", "", *variance_section(variants, folder, out), ""]
+    over_steps = plot_variance_steps(variants, out)
+    if over_steps:
+        md += [
+            "Variance terms during training (`--variance-every`):",
+            "",
+            f"![variance vs steps]({over_steps.name})",
+            "",
+        ]
     md += ["## Does the variance predict the outcome?", "", *ranking_check(folder, variants), ""]
     md += ["## Claims", "", *claims_table(variants, baseline, eff), ""]
     md += [

@@ -115,13 +115,14 @@ def draw_views(
     return masks, corrupted
 
 
-def _accumulate(acc: dict[str, Any], grads: Tensor, group: int) -> None:
-    """Add a chunk of view gradients ``[c, P]`` (consecutive groups of ``group``)."""
+def _accumulate(acc: dict[str, Any], grads: Tensor, group: int, pairs: bool = False) -> None:
+    """Add a chunk of view gradients ``[c, P]`` (consecutive groups of ``group``);
+    ``pairs``: the chunk is Hamming-curve mask pairs, whose inner products are kept."""
     sums = grads.view(-1, group, grads.shape[1]).sum(1)
     acc["T"] = acc["T"] + grads.sum(0)
     acc["A"] += float((grads * grads).sum())
     acc["D"] += float((sums * sums).sum())
-    if group == 2:  # one Hamming level: its pairs' inner products and its sum
+    if pairs:  # one Hamming level: its pairs' inner products and its sum
         acc["X"].append(float((grads[0::2] * grads[1::2]).sum()))
         acc["TL"].append(grads.sum(0))
 
@@ -164,7 +165,7 @@ def sequence_hamming(
             cfg.random_prob,
             gen,
         )
-        _accumulate(acc, grad_fn(view_batch(ids, corrupted, flat)), 2)
+        _accumulate(acc, grad_fn(view_batch(ids, corrupted, flat)), 2, pairs=True)
         bar.update(flat.shape[0])
     return finish_hamming(
         acc["T"],

@@ -40,6 +40,8 @@ base:
   eval_every: 2
   eval_sequences: 8
   save_every: 2
+  variance_every: 2
+  variance_sequences: 3
   threads: 1
   progress: false
 runs:
@@ -63,6 +65,7 @@ def test_grid_runs_every_variant_and_seed_and_writes_a_report(experiment):
     assert "`standard`" in report, "the views-1 random variant is the baseline"
     assert (runs / "val_loss_vs_steps.png").stat().st_size > 1000
     assert (runs / "val_loss_vs_seconds.png").is_file()
+    assert (runs / "variance_vs_steps.png").is_file() and "variance vs steps" in report
 
 
 def test_finished_runs_are_skipped_and_interrupted_ones_resume(experiment, caplog):

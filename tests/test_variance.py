@@ -243,6 +243,14 @@ def test_variance_terms_is_cheap_and_restores_mode(tok):
     assert all(isinstance(v, float) for v in terms.values())
 
 
+@pytest.mark.parametrize("views", [2, 3])
+def test_two_views_are_not_mistaken_for_hamming_pairs(tok, views):
+    # K = 2 once hit the Hamming-pair bookkeeping (chunks of 2 gradients).
+    model = tiny_bert(tok)
+    terms = variance_terms(model, random_sequences(tok, 4, 21, seed=7), tok, draws=2, views=views)
+    assert terms["fully-explored.ratio"] > 0
+
+
 def test_config_fields_have_help():
     for f in dataclasses.fields(VarianceConfig):
         assert f.metadata.get("help"), f.name
