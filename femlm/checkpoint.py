@@ -10,7 +10,6 @@ weights are safetensors and ``training.pt`` is read with ``weights_only=True``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from femlm.errors import FemlmError
+from femlm.hashing import sha256_file
 
 _NAME = re.compile(r"^step-(\d+)$")
 MODEL_FILE = "model.safetensors"
@@ -31,25 +31,14 @@ MANIFEST = "manifest.json"
 CONFIG_FILE = "femlm_config.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """State dict with tied weights stored once (safetensors refuses shared memory)."""
-    seen: dict[int, str] = {}
-    out = {}
-    for name, tensor in model.state_dict().items():
-        key = tensor.data_ptr()
-        if key in seen and tensor.numel() > 0:
-            continue
-        seen[key] = name
-        out[name] = tensor.detach().contiguous().cpu()
-    return out
+    dropped = {name for name, _ in _tied_names(model)}
+    return {
+        name: tensor.detach().contiguous().cpu()
+        for name, tensor in model.state_dict().items()
+        if name not in dropped
+    }
 
 
 def save_checkpoint(
@@ -63,7 +52,7 @@ def save_checkpoint(
     save_file(model_tensors(model), str(tmp / MODEL_FILE))
     torch.save(state, tmp / STATE_FILE)
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    files = {name: _sha256(tmp / name) for name in (MODEL_FILE, STATE_FILE, CONFIG_FILE)}
+    files = {name: sha256_file(tmp / name) for name in (MODEL_FILE, STATE_FILE, CONFIG_FILE)}
     (tmp / MANIFEST).write_text(json.dumps({"step": step, "sha256": files}, indent=2) + "\n")
     _fsync_tree(tmp)
     if final.exists():
@@ -102,7 +91,7 @@ def verify(path: Path) -> dict[str, Any]:
         file = path / name
         if not file.is_file():
             raise FemlmError(f"checkpoint {path} is missing {name}; delete it to resume")
-        if _sha256(file) != digest:
+        if sha256_file(file) != digest:
             raise FemlmError(
                 f"checkpoint {path} is corrupt ({name} fails its sha256); delete it to resume"
             )

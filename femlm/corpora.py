@@ -18,6 +18,7 @@ import os
 import pathlib
 
 from femlm.errors import FemlmError
+from femlm.hashing import sha256_file
 from femlm.hygiene import AnyIndex, OverlapIndex, count_words, dedupe_rows, stratified_split
 from femlm.sources import (
     APT_LISTS,
@@ -31,7 +32,6 @@ from femlm.sources import (
     parse,
     progress_bar,
     say,
-    sha256_file,
 )
 
 # Bump when a parser changes so cached parts are rebuilt rather than trusted.

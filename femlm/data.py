@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from femlm.errors import FemlmError
+from femlm.hashing import sha256_file
 from femlm.readers import BAD_UTF8_MODES, Source, documents_of, iter_documents, resolve_inputs
 from femlm.tokenizer import (
     SPECIAL_TOKENS,
@@ -169,18 +170,12 @@ def cache_key(sources: list[Source], tokenizer_json: str, settings: dict) -> str
 
 def _content_digest(path: pathlib.Path) -> bytes:
     if path.is_file():
-        return _file_digest(path)
+        return bytes.fromhex(sha256_file(path))
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode() + b"\0" + _file_digest(file))
-    return digest.digest()
-
-
-def _file_digest(path: pathlib.Path) -> bytes:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+        digest.update(
+            str(file.relative_to(path)).encode() + b"\0" + bytes.fromhex(sha256_file(file))
+        )
     return digest.digest()
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from femlm import parsers as P
 from femlm import textclean as T
+from femlm.hashing import sha256_file
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,6 @@ class SourceError(Exception):
 def say(message: str) -> None:
     """One line on stderr, so stdout stays free for data."""
     print(f"femlm data: {message}", file=sys.stderr, flush=True)
-
-
-def sha256_file(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- clients -----------------------------------------------------------------------
