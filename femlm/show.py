@@ -139,49 +139,28 @@ _WORDS = [
 
 def builtin_tokenizer() -> Any:
     """A small uncased WordPiece tokenizer built in memory from a fixed word list."""
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
     from tokenizers.models import WordPiece
-    from transformers import PreTrainedTokenizerFast
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    from femlm.tokenizer import SPECIAL_TOKENS, as_transformers, bert_template
+
     letters = list(string.ascii_lowercase + string.digits)
     pieces = letters + ["##" + c for c in letters] + list(string.punctuation)
-    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(specials + _WORDS + pieces))}
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(SPECIAL_TOKENS + _WORDS + pieces))}
     tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    tok.post_processor = bert_template(vocab["[CLS]"], vocab["[SEP]"])
+    return as_transformers(tok)
 
 
 def load_tokenizer(path: str | None) -> Any:
     """A tokenizer from a local folder, or the built-in one when ``path`` is None."""
     if path is None:
         return builtin_tokenizer()
-    from transformers import AutoTokenizer
+    from femlm.tokenizer import load_tokenizer as load_local
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise FemlmError(
-            f"cannot load a tokenizer from {path!r}: {str(err).splitlines()[0]}"
-        ) from None
-    if tokenizer.mask_token_id is None:
-        raise FemlmError(
-            f"the tokenizer in {path!r} has no mask token; masked-LM training needs one"
-        )
-    return tokenizer
+    return load_local(path)
 
 
 def render_views(

@@ -52,7 +52,6 @@ def train_wordpiece(
         models,
         normalizers,
         pre_tokenizers,
-        processors,
         trainers,
     )
 
@@ -76,12 +75,7 @@ def train_wordpiece(
     tok.train_from_iterator(seen, trainer=trainer)
     if seen.count == 0:
         raise FemlmError("the corpus holds no documents: nothing to train a tokenizer on")
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
+    tok.post_processor = bert_template(tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]"))
     log.info(
         "trained a WordPiece vocabulary of %d on %d documents", tok.get_vocab_size(), seen.count
     )
@@ -100,20 +94,22 @@ class _Counted:
             yield item
 
 
-def save_tokenizer(tok: Any, out_dir: str | os.PathLike) -> pathlib.Path:
-    """Save a ``tokenizers.Tokenizer`` as a ``transformers`` folder; return the folder.
+def bert_template(cls_id: int, sep_id: int) -> Any:
+    """``[CLS] A [SEP]`` (and ``[CLS] A [SEP] B [SEP]`` with type ids 1 for B)."""
+    from tokenizers import processors
 
-    Files are written to a temporary folder first and then moved in one by one
-    with ``os.replace``, so a crash never leaves a half-written file, and other
-    files already in ``out_dir`` (a model, say) are kept.
-    """
+    return processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+
+
+def as_transformers(tok: Any) -> Any:
+    """Wrap a ``tokenizers.Tokenizer`` with femlm's special tokens for ``transformers``."""
     from transformers import PreTrainedTokenizerFast
 
-    out = pathlib.Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise FemlmError(f"cannot save the tokenizer: {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    fast = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="[UNK]",
         pad_token="[PAD]",
@@ -121,6 +117,20 @@ def save_tokenizer(tok: Any, out_dir: str | os.PathLike) -> pathlib.Path:
         sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+def save_tokenizer(tok: Any, out_dir: str | os.PathLike) -> pathlib.Path:
+    """Save a ``tokenizers.Tokenizer`` as a ``transformers`` folder; return the folder.
+
+    Files are written to a temporary folder first and then moved in one by one
+    with ``os.replace``, so a crash never leaves a half-written file, and other
+    files already in ``out_dir`` (a model, say) are kept.
+    """
+    out = pathlib.Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise FemlmError(f"cannot save the tokenizer: {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    fast = as_transformers(tok)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=out))
     try:
         fast.save_pretrained(tmp)
@@ -151,7 +161,8 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
     folder = pathlib.Path(path).expanduser()
     if not folder.is_dir():
         raise FemlmError(
-            f"tokenizer folder {str(path)!r} does not exist; train one with `femlm tokenizer train`"
+            f"cannot load a tokenizer from {str(path)!r}: the folder does not exist; "
+            "train one with `femlm tokenizer train`"
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
