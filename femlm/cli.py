@@ -99,25 +99,39 @@ def _run_tokenizer(args: argparse.Namespace) -> None:
     print(f"tokenizer saved to {path}")
 
 
-def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    from femlm.config import TrainConfig, add_arguments
+def _config_parser(
+    sub: argparse._SubParsersAction, name: str, cls: type, run, **kwargs: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose flags are the fields of the dataclass ``cls``, plus ``--config``."""
+    from femlm.config import add_arguments
 
-    p = sub.add_parser(
-        "pretrain",
+    p = sub.add_parser(name, **kwargs)
+    p.add_argument("--config", help=f"YAML or JSON file with {cls.__name__} keys")
+    add_arguments(p, cls)
+    p.set_defaults(run=run)
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """The config fields the user typed (unset flags are None and are dropped later)."""
+    return {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    from femlm.config import TrainConfig
+
+    p = _config_parser(
+        sub, "pretrain", TrainConfig, _run_pretrain,
         help="pre-train from scratch or continue from a checkpoint",
         description="Flags override the --config file, which overrides the defaults.",
-    )
-    p.add_argument("--config", help="YAML or JSON file with TrainConfig keys")
+    )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    add_arguments(p, TrainConfig)
-    p.set_defaults(run=_run_pretrain)
 
 
 def _run_pretrain(args: argparse.Namespace) -> None:
     from femlm.train import run_from_files
 
-    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
-    final = run_from_files(args.config, overrides, args.resume)
+    final = run_from_files(args.config, _overrides(args), args.resume)
     print(f"final model: {final}")
 
 
@@ -158,44 +172,36 @@ def _run_report(args: argparse.Namespace) -> None:
 
 
 def _add_variance(sub: argparse._SubParsersAction) -> None:
-    from femlm.config import add_arguments
     from femlm.variance import VarianceConfig
 
-    p = sub.add_parser(
-        "variance",
+    _config_parser(
+        sub, "variance", VarianceConfig, _run_variance,
         help="measure data vs mask gradient variance and covariance vs Hamming distance",
         description="See docs/theory.md for what is estimated and how.",
-    )
-    p.add_argument("--config", help="YAML or JSON file with VarianceConfig keys")
-    add_arguments(p, VarianceConfig)
-    p.set_defaults(run=_run_variance)
+    )  # fmt: skip
 
 
 def _run_variance(args: argparse.Namespace) -> None:
     from femlm.config import load_config
     from femlm.variance import VarianceConfig, format_table, run_variance
 
-    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
-    result = run_variance(load_config(VarianceConfig, args.config, overrides))
-    print(format_table(result))
+    print(format_table(run_variance(load_config(VarianceConfig, args.config, _overrides(args)))))
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
-    from femlm.config import add_arguments
     from femlm.finetune import FinetuneConfig
 
-    p = sub.add_parser("finetune", help="fine-tune a checkpoint on a classification task, N seeds")
-    p.add_argument("--config", help="YAML or JSON file with FinetuneConfig keys")
-    add_arguments(p, FinetuneConfig)
-    p.set_defaults(run=_run_finetune)
+    _config_parser(
+        sub, "finetune", FinetuneConfig, _run_finetune,
+        help="fine-tune a checkpoint on a classification task, N seeds",
+    )  # fmt: skip
 
 
 def _run_finetune(args: argparse.Namespace) -> None:
     from femlm.config import load_config
     from femlm.finetune import FinetuneConfig, finetune, format_table
 
-    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
-    print(format_table(finetune(load_config(FinetuneConfig, args.config, overrides))))
+    print(format_table(finetune(load_config(FinetuneConfig, args.config, _overrides(args)))))
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

@@ -134,7 +134,7 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
         # ---- one optimizer step: every view of every sequence of the step ----
         t0 = time.perf_counter()
         model.train()
-        micro = list(_micro_batches(cfg, train_set, collator, step, steps_per_epoch, d))
+        micro = list(_micro_batches(cfg, train_set, collator, step, d))
         local = [float((b["labels"] != -100).sum()) for b in micro]
         total = d.sum([sum(local)])[0]  # predicted tokens of the whole step, all ranks
         loss_sum = 0.0
@@ -280,7 +280,7 @@ def _epoch_order(n: int, seed: int, epoch: int) -> Tensor:
 
 
 def _micro_batches(
-    cfg: TrainConfig, data: Any, collator: MaskingCollator, step: int, spe: int, d: distributed.Dist
+    cfg: TrainConfig, data: Any, collator: MaskingCollator, step: int, d: distributed.Dist
 ) -> Iterator[dict[str, Tensor]]:
     epoch, indices = step_indices(len(data), cfg.batch_size, cfg.seed, step)
     mine = indices[d.rank :: d.world]

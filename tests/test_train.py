@@ -163,9 +163,9 @@ def test_micro_batches_split_over_ranks_reproduce_the_single_process_batch(setup
     cfg = TrainConfig(batch_size=8, grad_accum=2)
     collator = MaskingCollator(tok, views=4, return_view_info=False)
     cpu = torch.device("cpu")
-    single = list(_micro_batches(cfg, blocks["train"], collator, 5, 0, Dist(0, 1, cpu)))
+    single = list(_micro_batches(cfg, blocks["train"], collator, 5, Dist(0, 1, cpu)))
     ranks = [
-        list(_micro_batches(cfg, blocks["train"], collator, 5, 0, Dist(r, 2, cpu))) for r in (0, 1)
+        list(_micro_batches(cfg, blocks["train"], collator, 5, Dist(r, 2, cpu))) for r in (0, 1)
     ]
     rows = lambda batches: {  # noqa: E731
         tuple(x) for b in batches for x in torch.cat([b["input_ids"], b["labels"]], 1).tolist()
