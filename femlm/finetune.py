@@ -16,7 +16,7 @@ import os
 import re
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,11 @@ class FinetuneConfig:
     max_length: int = _f(128, "tokens per example, [CLS] and [SEP] included; longer is cut")
     batch_size: int = _f(32, "examples per optimizer step")
     lr: float = _f(1e-3, "peak learning rate (tiny models need ~1e-3; see docs/finetune.md)")
+    lrs: list[float] | None = _f(
+        None,
+        "learning rates to try on the first seed; the best by dev accuracy is then used for "
+        "every seed (replaces lr)",
+    )
     epochs: int = _f(3, "maximum epochs")
     patience: int = _f(1, "stop after this many epochs without better dev accuracy (0: never)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
@@ -60,15 +65,21 @@ class FinetuneConfig:
     progress: bool = _f(True, "show a progress bar")
 
     def __post_init__(self) -> None:
-        # The command line hands list fields over as strings ("0 1 2" or "0,1,2").
-        seeds = [self.seeds] if isinstance(self.seeds, int | str) else list(self.seeds)
-        parts = [p for s in seeds for p in (s.split(",") if isinstance(s, str) else [s])]
-        try:
-            self.seeds = [int(p) for p in parts if p != ""]
-        except (TypeError, ValueError):
-            raise FemlmError(f"seeds must be integers, got {self.seeds!r}") from None
+        self.seeds = _as_list(self.seeds, int, "seeds must be integers")
         if not self.seeds:
             raise FemlmError("give at least one seed")
+        if self.lrs is not None:
+            self.lrs = _as_list(self.lrs, float, "lrs must be numbers") or None
+
+
+def _as_list(value: Any, cast: type, message: str) -> list:
+    """A list from a config list or the command line's strings ("0 1 2" or "0,1,2")."""
+    items = [value] if isinstance(value, int | float | str) else list(value)
+    parts = [p for v in items for p in (v.split(",") if isinstance(v, str) else [v])]
+    try:
+        return [cast(p) for p in parts if p != ""]
+    except (TypeError, ValueError):
+        raise FemlmError(f"{message}, got {value!r}") from None
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -231,7 +242,7 @@ def _progress(cfg: FinetuneConfig, total: int, seed: int) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, disable=not cfg.progress, desc=f"finetune {_task_name(cfg)} seed {seed}",
+        total=total, disable=not cfg.progress, desc=f"finetune {_task_name(cfg)} seed {seed} lr {cfg.lr:.0e}",
         unit="step", dynamic_ncols=True,
     )  # fmt: skip
 
@@ -249,8 +260,8 @@ def _check(cfg: FinetuneConfig) -> None:
             raise FemlmError(f"{name} must be at least 1")
     if cfg.max_train_examples is not None and cfg.max_train_examples < 2:
         raise FemlmError("max_train_examples must be at least 2")
-    if not 0 <= cfg.warmup_ratio < 1 or cfg.lr <= 0 or cfg.patience < 0:
-        raise FemlmError("need 0 <= warmup_ratio < 1, lr > 0 and patience >= 0")
+    if not 0 <= cfg.warmup_ratio < 1 or cfg.patience < 0 or min([cfg.lr, *(cfg.lrs or [])]) <= 0:
+        raise FemlmError("need 0 <= warmup_ratio < 1, learning rates > 0 and patience >= 0")
 
 
 def _task_name(cfg: FinetuneConfig) -> str:
@@ -273,11 +284,13 @@ def finetune(cfg: FinetuneConfig) -> dict:
         raise FemlmError("the tokenizer has no padding token; batches need one")
     ids = {y: i for i, y in enumerate(labels)}
     data = {s: _encode(tokenizer, rows, ids, cfg.max_length) for s, rows in splits.items()}
-    runs = [_run_seed(cfg, seed, data, labels, tokenizer) for seed in cfg.seeds]
+    lr, first, search = _search_lr(cfg, data, labels, tokenizer)
+    cfg = replace(cfg, lr=lr)
+    runs = [first] + [_run_seed(cfg, seed, data, labels, tokenizer) for seed in cfg.seeds[1:]]
     result = {
         "task": cfg.task, "model": cfg.model, "labels": labels, "split": how,
         "splits": {s: len(rows) for s, rows in splits.items()},
-        "runs": runs,
+        "lr": cfg.lr, "lr_search": search, "runs": runs,
         "test_accuracy": mean_std([r["test_accuracy"] for r in runs]),
         "test_macro_f1": mean_std([r["test_macro_f1"] for r in runs]),
         "config": asdict(cfg),
@@ -286,6 +299,27 @@ def finetune(cfg: FinetuneConfig) -> dict:
     write_json(result, out)
     result["out"] = str(out)
     return result
+
+
+def _search_lr(cfg: FinetuneConfig, data: dict, labels: list, tokenizer: Any) -> tuple:
+    """Run the first seed once per candidate learning rate; keep the best on dev.
+
+    Returns ``(chosen lr, its first-seed run, [{lr, dev_accuracy}, ...])``. Test
+    scores of the losing candidates are never looked at, so the choice cannot
+    leak test information. Ties keep the earlier candidate.
+    """
+    first = cfg.seeds[0]
+    if not cfg.lrs:
+        return cfg.lr, _run_seed(cfg, first, data, labels, tokenizer), []
+    tried = []
+    for lr in cfg.lrs:
+        tried.append(_run_seed(replace(cfg, lr=lr), first, data, labels, tokenizer))
+        log.info("lr %.0e: dev accuracy %.4f (seed %d)", lr, tried[-1]["dev_accuracy"], first)
+    best = max(range(len(tried)), key=lambda i: (tried[i]["dev_accuracy"], -i))
+    search = [
+        {"lr": lr, "dev_accuracy": r["dev_accuracy"]} for lr, r in zip(cfg.lrs, tried, strict=True)
+    ]
+    return cfg.lrs[best], tried[best], search
 
 
 def write_json(obj: Any, path: Path) -> None:
@@ -310,6 +344,11 @@ def format_table(result: dict) -> str:
             f"{r['test_accuracy']:>8.4f} {r['test_macro_f1']:>8.4f} {r['seconds']:>8.1f}"
         )
     acc, f1 = result["test_accuracy"], result["test_macro_f1"]
+    if result.get("lr_search"):
+        tried = ", ".join(f"{t['lr']:.0e}: {t['dev_accuracy']:.4f}" for t in result["lr_search"])
+        lines.append(
+            f"lr {result['lr']:.0e} chosen on seed {result['runs'][0]['seed']}'s dev accuracy ({tried})"
+        )
     lines.append(f"test accuracy {_pm(acc)}, macro-F1 {_pm(f1)} over {len(result['runs'])} seed(s)")
     if "out" in result:
         lines.append(f"saved to {result['out']}")

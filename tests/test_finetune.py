@@ -186,3 +186,32 @@ def test_read_task_file_int_labels(tmp_path):
         tmp_path / "t.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": 0}]
     )
     assert read_task_file(path) == [("a", "1"), ("b", "0")]
+
+
+def test_learning_rate_is_chosen_on_dev_of_the_first_seed(model_dir, tmp_path):
+    task = _write_jsonl(tmp_path / "task.jsonl", _rows())
+    # 1e-7 cannot move the fresh head in 4 epochs; 5e-3 learns the one-word rule.
+    result = finetune(
+        _cfg(model_dir, task, seeds=[0, 1], lrs=[1e-7, 5e-3], out=str(tmp_path / "r.json"))
+    )
+    assert result["lr"] == 5e-3 and result["config"]["lr"] == 5e-3
+    assert [t["lr"] for t in result["lr_search"]] == [1e-7, 5e-3]
+    low, high = (t["dev_accuracy"] for t in result["lr_search"])
+    assert high > 0.8 and low < high
+    assert [r["seed"] for r in result["runs"]] == [0, 1], "the winner's first-seed run is reused"
+    assert result["runs"][0]["dev_accuracy"] == high
+    plain = finetune(_cfg(model_dir, task, seeds=[0, 1], out=str(tmp_path / "p.json")))
+    assert plain["runs"] == [
+        {**r, "seconds": p["seconds"]} for r, p in zip(result["runs"], plain["runs"], strict=True)
+    ], "choosing 5e-3 gives exactly the runs of lr=5e-3"
+    assert "chosen on seed 0's dev accuracy" in format_table(result)
+
+
+def test_learning_rate_grid_from_the_command_line(model_dir):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, FinetuneConfig)
+    args = parser.parse_args(["--model", str(model_dir), "--task", "bbc", "--lrs", "3e-4", "1e-3"])
+    assert load_config(FinetuneConfig, None, vars(args)).lrs == [3e-4, 1e-3]
+    assert FinetuneConfig(lrs="1e-4,3e-4").lrs == [1e-4, 3e-4]
+    with pytest.raises(FemlmError, match="lrs must be numbers"):
+        FinetuneConfig(lrs=["fast"])
