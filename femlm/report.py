@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.errors import FemlmError
+from femlm.report_plots import ablation_section, plot_curves, plot_variance_steps
 
 
 @dataclass
@@ -82,28 +83,32 @@ def steps_to_reach(evals: list[tuple[int, float, float]], target: float) -> floa
     return None
 
 
+def two_se(a: list[float], b: list[float]) -> float:
+    """Twice the standard error of mean(a) - mean(b): the smallest gap that counts."""
+    (_, sa), (_, sb) = mean_std(a), mean_std(b)
+    return 2 * math.sqrt(sa**2 / max(len(a), 1) + sb**2 / max(len(b), 1))
+
+
 def compare(a: list[float], b: list[float]) -> str:
     """'lower', 'higher' or 'tie' for mean(a) vs mean(b) under the 2-standard-error rule."""
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    se = math.sqrt(sa**2 / max(len(a), 1) + sb**2 / max(len(b), 1))
-    if abs(ma - mb) <= 2 * se or len(a) < 2 or len(b) < 2:
+    ma, mb = mean_std(a)[0], mean_std(b)[0]
+    if abs(ma - mb) <= two_se(a, b) or len(a) < 2 or len(b) < 2:
         return "tie"
     return "lower" if ma < mb else "higher"
 
 
+def read_config(folder: Path) -> dict[str, Any]:
+    """The experiment's ``experiment.json`` (``base``, ``runs``), or {} when absent."""
+    cfg_file = folder / "experiment.json"
+    return json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+
+
 def pick_baseline(folder: Path, variants: dict[str, list[Run]]) -> str:
     """The standard-masking variant: named in the config, else 'standard', else the first."""
-    cfg_file = folder / "experiment.json"
-    if cfg_file.is_file():
-        cfg = json.loads(cfg_file.read_text())
-        for name, values in cfg.get("runs", {}).items():
-            values = values or {}
-            if (
-                values.get("strategy") == "random"
-                and values.get("views", 1) == 1
-                and name in variants
-            ):
-                return name
+    for name, values in read_config(folder).get("runs", {}).items():
+        values = values or {}
+        if values.get("strategy") == "random" and values.get("views", 1) == 1 and name in variants:
+            return name
     return "standard" if "standard" in variants else next(iter(variants))
 
 
@@ -136,11 +141,64 @@ def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[lis
     return lines, numbers
 
 
+VERDICTS = {"lower": "lower (better)", "higher": "higher (worse)", "tie": "tie within noise"}
+
+
+def comparison_table(variants: dict[str, list[Run]], reference: str) -> list[str]:
+    """Every other variant's mean final loss minus ``reference``'s, the 2-SE bar, a verdict."""
+    ref = [r.final for r in variants[reference]]
+    lines = [
+        f"| variant | final val loss | mean minus `{reference}`'s | 2 SE | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for name, runs in variants.items():
+        if name == reference:
+            continue
+        finals = [r.final for r in runs]
+        verdict = VERDICTS[compare(finals, ref)]
+        if min(len(finals), len(ref)) < 2:
+            verdict = "tie (fewer than 2 seeds: no noise estimate)"
+        lines.append(
+            f"| {name} | {fmt(finals, 4)} | {mean_std(finals)[0] - mean_std(ref)[0]:+.4f} | "
+            f"{two_se(finals, ref):.4f} | {verdict} |"
+        )
+    return lines
+
+
+def comparisons_section(variants: dict[str, list[Run]], baseline: str) -> list[str]:
+    """All pairwise verdicts against the baseline (and against `fully-explored`), not a pick."""
+    lines = [
+        f"Each variant against the baseline `{baseline}`: the difference of mean final "
+        "validation losses, and twice its standard error over seeds, the gap it must exceed.",
+        "",
+        *comparison_table(variants, baseline),
+        "",
+    ]
+    if "fully-explored" in variants and baseline != "fully-explored":
+        lines += ["Each variant against `fully-explored`:", ""]
+        lines += [*comparison_table(variants, "fully-explored"), ""]
+    return lines
+
+
+def _seed_accuracies(runs: list[Run], task: str) -> list[float]:
+    """Test accuracy per pre-training seed, the mean over its fine-tuning seeds."""
+    found = (r.finetune[task].get("runs", []) for r in runs if task in r.finetune)
+    return [statistics.fmean(x["test_accuracy"] for x in seeds) for seeds in found if seeds]
+
+
+def _chosen_lrs(runs: list[Run], task: str) -> str:
+    lrs = sorted({r.finetune[task]["lr"] for r in runs if r.finetune.get(task, {}).get("lr")})
+    return ", ".join(f"{lr:.0e}" for lr in lrs) or "—"
+
+
 def downstream_table(variants: dict[str, list[Run]]) -> list[str]:
     tasks = sorted({t for runs in variants.values() for r in runs for t in r.finetune})
     if not tasks:
         return ["No fine-tuning results."]
-    lines = ["| variant | task | test accuracy | test macro-F1 |", "|---|---|---|---|"]
+    lines = [
+        "| variant | task | test accuracy | test macro-F1 | lr (chosen on dev) |",
+        "|---|---|---|---|---|",
+    ]
     for name, runs in variants.items():
         for task in tasks:
             acc, f1 = [], []
@@ -149,10 +207,19 @@ def downstream_table(variants: dict[str, list[Run]]) -> list[str]:
                     acc.append(seed["test_accuracy"])
                     f1.append(seed["test_macro_f1"])
             if acc:
-                lines.append(f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} |")
-    lines.append("")
-    lines.append("Spread is over all (pre-training seed, fine-tuning seed) pairs.")
+                lines.append(
+                    f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {_chosen_lrs(runs, task)} |"
+                )
+    lines += ["", "Spread is over all (pre-training seed, fine-tuning seed) pairs."]
     return lines
+
+
+# Keyed by ``compare`` with FE first and lower meaning better.
+CLAIM_VERDICTS = {
+    "lower": "reproduced",
+    "higher": "not reproduced (FE worse)",
+    "tie": "inconclusive at this scale",
+}
 
 
 def claims_table(variants: dict[str, list[Run]], baseline: str, eff: dict) -> list[str]:
@@ -165,15 +232,32 @@ def claims_table(variants: dict[str, list[Run]], baseline: str, eff: dict) -> li
         if other not in variants or other == fe:
             continue
         a, b = eff[fe]["final"], eff[other]["final"]
-        verdict = {
-            "lower": "reproduced",
-            "higher": "not reproduced (FE worse)",
-            "tie": "inconclusive at this scale",
-        }[compare(a, b)]
+        verdict = CLAIM_VERDICTS[compare(a, b)]
         lines.append(
             f"| {claim} | final val loss {fe} {fmt(a, 4)} vs {other} {fmt(b, 4)} | {verdict} |"
         )
     lines += _variance_claims(variants[fe], fe)
+    if baseline != fe:
+        lines += _downstream_claims(variants, fe, baseline)
+    return lines
+
+
+def _downstream_claims(variants: dict[str, list[Run]], fe: str, baseline: str) -> list[str]:
+    """FE vs baseline test accuracy per task, one value per pre-training seed.
+
+    Fine-tuning seeds of one pre-trained model are averaged first: they share
+    that model, so counting them as independent would understate the noise.
+    """
+    lines = []
+    tasks = sorted({t for runs in variants.values() for r in runs for t in r.finetune})
+    for task in tasks:
+        a, b = _seed_accuracies(variants[fe], task), _seed_accuracies(variants[baseline], task)
+        # Higher accuracy is better: baseline lower than FE is FE's win.
+        verdict = CLAIM_VERDICTS[compare(b, a)]
+        lines.append(
+            f"| FE pre-training helps downstream ({task}) | test accuracy per pre-training seed "
+            f"(mean over fine-tuning seeds) {fe} {fmt(a)} vs {baseline} {fmt(b)} | {verdict} |"
+        )
     return lines
 
 
@@ -205,71 +289,6 @@ def _ci(e: dict) -> str:
     return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
 
 
-def plot_curves(variants: dict[str, list[Run]], out: Path, x: str) -> Path:
-    """Validation loss vs steps (or training seconds), mean with a min-max band over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    col = 0 if x == "steps" else 2
-    unigram = None
-    for name, runs in variants.items():
-        n = min(len(r.evals) for r in runs)
-        xs = [statistics.fmean(r.evals[i][col] for r in runs) for i in range(n)]
-        ys = [[r.evals[i][1] for r in runs] for i in range(n)]
-        ax.plot(xs, [statistics.fmean(y) for y in ys], label=f"{name} ({len(runs)} seeds)")
-        ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], alpha=0.2)
-        unigram = unigram or next((r.unigram for r in runs if r.unigram), None)
-    if unigram:
-        ax.axhline(unigram, color="grey", linestyle="--", label=f"unigram baseline {unigram:.2f}")
-    ax.set_xlabel("optimizer step" if x == "steps" else "training seconds")
-    ax.set_ylabel("validation loss (fixed masks)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    path = out / f"val_loss_vs_{x}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_variance_steps(variants: dict[str, list[Run]], out: Path) -> Path | None:
-    """FE / random-K mask-variance ratio and V_data against steps (``--variance-every``)."""
-    if not any(r.variance_steps for runs in variants.values() for r in runs):
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, runs in variants.items():
-        for i, r in enumerate(x for x in runs if x.variance_steps):
-            steps = [v["step"] for v in r.variance_steps]
-            label = name if i == 0 else None
-            color = f"C{list(variants).index(name)}"
-            axes[0].plot(
-                steps,
-                [v["fully-explored.ratio"] for v in r.variance_steps],
-                color=color,
-                label=label,
-            )
-            axes[1].plot(steps, [v["v_data"] for v in r.variance_steps], color=color, label=label)
-    axes[0].set_ylabel("FE / random-K mask variance")
-    axes[1].set_ylabel("V_data")
-    for ax in axes:
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    path = out / "variance_vs_steps.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md`` and its plots into ``out`` (default: the experiment folder)."""
     folder = Path(folder)
@@ -283,28 +302,19 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     plots = [plot_curves(variants, out, "steps"), plot_curves(variants, out, "seconds")]
     unigram = next((r.unigram for runs in variants.values() for r in runs if r.unigram), None)
     md = [f"# Report: {folder.name}", ""]
-    md += [
-        f"Unigram baseline (eval targets from training token frequencies): {unigram:.4f}"
-        if unigram
-        else ""
-    ]
+    if unigram:
+        md += [f"Unigram baseline (eval targets from training token frequencies): {unigram:.4f}"]
     md += ["", "## Efficiency", "", *eff_lines, ""]
-    md += [
-        f"![validation loss vs steps]({plots[0].name})",
-        "",
-        f"![validation loss vs time]({plots[1].name})",
-        "",
-    ]
+    md += [f"![validation loss vs steps]({plots[0].name})", ""]
+    md += [f"![validation loss vs time]({plots[1].name})", ""]
+    md += ["## Every comparison", "", *comparisons_section(variants, baseline)]
+    md += ["## Ablations", "", *ablation_section(variants, baseline, read_config(folder), out)]
     md += ["## Downstream", "", *downstream_table(variants), ""]
     md += ["## Gradient variance", "", *variance_section(variants, folder, out), ""]
     over_steps = plot_variance_steps(variants, out)
     if over_steps:
-        md += [
-            "Variance terms during training (`--variance-every`):",
-            "",
-            f"![variance vs steps]({over_steps.name})",
-            "",
-        ]
+        md += ["Variance terms during training (`--variance-every`):", ""]
+        md += [f"![variance vs steps]({over_steps.name})", ""]
     md += ["## Does the variance predict the outcome?", "", *ranking_check(folder, variants), ""]
     md += ["## Claims", "", *claims_table(variants, baseline, eff), ""]
     md += [
@@ -350,12 +360,11 @@ def _estimate_key(values: dict[str, Any]) -> str | None:
 
 def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
     """Does the ordering by implied step variance predict the ordering by final loss?"""
-    cfg_file = folder / "experiment.json"
+    runs_cfg = read_config(folder).get("runs")
     est = next((r.variance["estimates"] for rs in variants.values() for r in rs
                 if r.variance and "estimates" in r.variance), None)  # fmt: skip
-    if est is None or not cfg_file.is_file():
+    if est is None or runs_cfg is None:
         return ["No variance measurement to predict from."]
-    runs_cfg = json.loads(cfg_file.read_text()).get("runs", {})
     rows = []
     for name, runs in variants.items():
         key = _estimate_key(runs_cfg.get(name) or {})

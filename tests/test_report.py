@@ -1,0 +1,201 @@
+"""``femlm report`` on hand-written experiment folders (no training)."""
+
+import json
+import math
+
+import pytest
+
+from femlm.report import compare, two_se, write_report
+from femlm.report_plots import views_ablation
+
+# Clear win, clear loss and a tie against `standard` (std 0.01 over 3 seeds).
+FINALS = {
+    "standard": [4.00, 4.01, 3.99],
+    "fully-explored": [3.50, 3.51, 3.49],  # clear win
+    "fe-K2": [4.50, 4.51, 4.49],  # clear loss
+    "fe-K4": [4.05, 4.25, 3.85],  # +0.05, but seeds spread by 0.2: a tie
+    "fe-allmask": [3.60, 3.61, 3.59],
+}
+RUNS = {
+    "standard": {"strategy": "random", "views": 1, "rate": 0.15, "batch_size": 28},
+    "fully-explored": {"strategy": "fully-explored", "views": 7, "batch_size": 4},
+    "fe-K2": {"strategy": "fully-explored", "views": 2, "batch_size": 14},
+    "fe-K4": {"rate": 0.25, "batch_size": 7},  # no strategy, no views: fully-explored, K = 4
+    "fe-allmask": {"views": 7, "mask_prob": 1.0, "random_prob": 0.0},
+}
+
+
+def make_experiment(root, runs, finals, finetune=None):
+    """Write experiment.json, metrics.jsonl per run and ``finetune`` {variant: {task: [json]}}."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "experiment.json").write_text(
+        json.dumps({"name": "synthetic", "base": {"lr": 0.002}, "runs": runs})
+    )
+    for variant, losses in finals.items():
+        for seed, loss in enumerate(losses):
+            folder = root / variant / f"seed-{seed}"
+            folder.mkdir(parents=True)
+            rows = [
+                {"step": 0, "unigram_loss": 6.0},
+                {"step": 0, "eval_loss": loss + 3, "elapsed": 0.0},
+                {"step": 100, "eval_loss": loss + 0.5, "elapsed": 5.0},
+                {"step": 200, "eval_loss": loss, "elapsed": 10.0},
+            ]
+            (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+            for task, results in (finetune or {}).get(variant, {}).items():
+                (folder / f"finetune-{task}.json").write_text(json.dumps(results[seed]))
+    return root
+
+
+def finetune_result(accuracies, lr=None):
+    result = {"runs": [{"test_accuracy": a, "test_macro_f1": a - 0.1} for a in accuracies]}
+    if lr is not None:
+        result["lr"] = lr
+        result["lr_search"] = [{"lr": lr, "dev_accuracy": 0.8}, {"lr": 1.0, "dev_accuracy": 0.1}]
+    return result
+
+
+def section(report, title):
+    text = report.split(f"## {title}\n", 1)[1]
+    return text.split("\n## ", 1)[0]
+
+
+def table_rows(text):
+    """``{first cell: [other cells]}`` of the markdown table rows in ``text``."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and not cells[0].startswith("---"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report") / "runs"
+    finetune = {
+        # sst2: FE clearly more accurate; lrs chosen on dev differ between seeds
+        "fully-explored": {
+            "sst2": [
+                finetune_result([0.80, 0.82], 3e-4),
+                finetune_result([0.81, 0.81], 3e-4),
+                finetune_result([0.79, 0.79], 1e-3),
+            ],  # fmt: skip
+            "agnews": [finetune_result([0.60, 0.60])] * 3,
+        },
+        "standard": {
+            "sst2": [
+                finetune_result([0.70, 0.70]),
+                finetune_result([0.71, 0.71]),
+                finetune_result([0.69, 0.69]),
+            ],  # fmt: skip
+            # agnews: FE clearly less accurate
+            "agnews": [finetune_result([x, x]) for x in (0.90, 0.91, 0.89)],
+        },
+    }
+    make_experiment(root, RUNS, FINALS, finetune)
+    path = write_report(root)
+    return root, path.read_text()
+
+
+def test_every_comparison_against_the_baseline(report):
+    _, text = report
+    against_fe = section(text, "Every comparison").split("Each variant against `fully-explored`")
+    rows = table_rows(against_fe[0])
+    assert set(rows) == {"variant", "fully-explored", "fe-K2", "fe-K4", "fe-allmask"}
+    assert rows["fully-explored"] == [
+        "3.5000 ± 0.0100 (n=3)",
+        "-0.5000",
+        "0.0163",
+        "lower (better)",
+    ]
+    assert rows["fe-K2"][1:] == ["+0.5000", "0.0163", "higher (worse)"]
+    assert rows["fe-K4"][1:] == ["+0.0500", "0.2312", "tie within noise"]
+    # The threshold is the one `compare` uses.
+    expected = 2 * math.sqrt(0.2**2 / 3 + 0.01**2 / 3)
+    assert two_se(FINALS["fe-K4"], FINALS["standard"]) == pytest.approx(expected)
+    assert compare(FINALS["fe-K4"], FINALS["standard"]) == "tie"
+
+
+def test_every_comparison_against_fully_explored(report):
+    _, text = report
+    rows = table_rows(section(text, "Every comparison").split("against `fully-explored`")[1])
+    assert set(rows) == {"variant", "standard", "fe-K2", "fe-K4", "fe-allmask"}
+    assert rows["standard"][1:] == ["+0.5000", "0.0163", "higher (worse)"]
+    assert rows["fe-allmask"][1:] == ["+0.1000", "0.0163", "higher (worse)"]
+    assert rows["fe-K4"][3] == "higher (worse)"
+
+
+def test_ablation_plots_when_k_varies(report):
+    root, text = report
+    ablations = section(text, "Ablations")
+    assert "![final loss by variant](final_loss_by_variant.png)" in ablations
+    assert "![final loss vs views](final_loss_vs_views.png)" in ablations
+    assert (root / "final_loss_by_variant.png").stat().st_size > 1000
+    assert (root / "final_loss_vs_views.png").stat().st_size > 1000
+    cfg = json.loads((root / "experiment.json").read_text())
+    variants = dict.fromkeys(RUNS)
+    # fe-allmask changes the replacement too, and standard is not fully-explored.
+    assert views_ablation(cfg, variants) == {"fully-explored": 7, "fe-K2": 2, "fe-K4": 4}
+
+
+def test_views_of_variants_without_views():
+    runs = {
+        "a": {},  # no strategy, views or rate anywhere: fully-explored at rate 0.15, K = 7
+        "b": {"rate": 0.4},  # 1/0.4 = 2.5 rounds up, as the tool does
+        "c": {"strategy": "random", "views": 1},
+        "d": {"views": 3, "mask_prob": 0.8, "random_prob": 0.1},
+        "e": {"strategy": "fully-explored-span", "views": 4},
+    }
+    variants = dict.fromkeys([*runs, "not-configured"])
+    assert views_ablation({"runs": runs}, variants) == {"a": 7, "b": 3, "d": 3}
+    # The base applies where a variant does not override it.
+    assert views_ablation({"base": {"strategy": "random"}, "runs": runs}, variants) == {}
+    runs["f"] = {"views": 5, "mask_prob": 0.8}
+    cfg = {"base": {"mask_prob": 1.0}, "runs": runs}
+    assert views_ablation(cfg, dict.fromkeys(runs)) == {"d": 3, "f": 5}
+    assert views_ablation({"runs": {"a": {}, "b": {"views": 7}}}, variants) == {}
+
+
+def test_no_views_plot_with_a_single_k(tmp_path):
+    runs = {k: RUNS[k] for k in ("standard", "fully-explored", "fe-allmask")}
+    root = make_experiment(tmp_path / "runs", runs, {k: FINALS[k] for k in runs})
+    text = write_report(root).read_text()
+    assert "final_loss_by_variant.png" in section(text, "Ablations")
+    assert "final_loss_vs_views" not in text
+    assert not (root / "final_loss_vs_views.png").exists()
+    assert "No fine-tuning results." in text
+    assert "downstream" not in section(text, "Claims")
+
+
+def test_chosen_learning_rates_in_the_downstream_table(report):
+    _, text = report
+    table = section(text, "Downstream")
+    assert "| lr (chosen on dev) |" in table
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    fe_sst2 = next(x for x in lines if x.startswith("| fully-explored | sst2 |"))
+    assert fe_sst2.endswith("| 3e-04, 1e-03 |")
+    assert next(x for x in lines if x.startswith("| standard | sst2 |")).endswith("| — |")
+    assert "| 0.803 ± 0.012 (n=6) |" in fe_sst2
+
+
+def test_downstream_claims(report):
+    _, text = report
+    rows = table_rows(section(text, "Claims"))
+    sst2 = rows["FE pre-training helps downstream (sst2)"]
+    assert sst2[1] == "reproduced"
+    assert "fully-explored 0.803 ± 0.012 (n=3) vs standard 0.700 ± 0.010 (n=3)" in sst2[0]
+    assert rows["FE pre-training helps downstream (agnews)"][1] == "not reproduced (FE worse)"
+    loss = rows["FE trains more efficiently than standard random masking at equal compute"]
+    assert loss[1] == "reproduced"
+
+
+def test_downstream_claim_tie(tmp_path):
+    runs = {k: RUNS[k] for k in ("standard", "fully-explored")}
+    finetune = {
+        "fully-explored": {"sst2": [finetune_result([x]) for x in (0.70, 0.80, 0.75)]},
+        "standard": {"sst2": [finetune_result([x]) for x in (0.74, 0.76, 0.72)]},
+    }
+    root = make_experiment(tmp_path / "runs", runs, {k: FINALS[k] for k in runs}, finetune)
+    rows = table_rows(section(write_report(root).read_text(), "Claims"))
+    assert rows["FE pre-training helps downstream (sst2)"][1] == "inconclusive at this scale"
