@@ -171,6 +171,25 @@ def _run_report(args: argparse.Namespace) -> None:
     print(f"report: {path}")
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="re-score finished runs on their fixed eval positions with another replacement",
+        description="Writes <run>/eval-mask<M>-random<R>.json; femlm report shows it.",
+    )
+    p.add_argument("runs", nargs="+", help="run folders or experiment folders")
+    p.add_argument("--mask-prob", type=float, default=1.0, help="share of [MASK] (default 1)")
+    p.add_argument("--random-prob", type=float, default=0.0, help="share of random tokens")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from femlm.reevaluate import evaluate_runs
+
+    print(f"{'run':48s} eval loss (mask {args.mask_prob:g}, random {args.random_prob:g})")
+    print("\n".join(evaluate_runs(args.runs, args.mask_prob, args.random_prob)))
+
+
 def _add_variance(sub: argparse._SubParsersAction) -> None:
     from femlm.variance import VarianceConfig
 
@@ -232,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune(sub)
     _add_experiment(sub)
     _add_report(sub)
+    _add_evaluate(sub)
     _add_demo(sub)
     return parser
 

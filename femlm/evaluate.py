@@ -17,14 +17,23 @@ EVAL_BATCH = 32
 
 
 def eval_batches_for(
-    cfg: Any, tokenizer: Any, eval_set: Any, rank: int = 0, world: int = 1
+    cfg: Any,
+    tokenizer: Any,
+    eval_set: Any,
+    rank: int = 0,
+    world: int = 1,
+    mask_prob: float = 0.8,
+    random_prob: float = 0.1,
 ) -> list:
     """The fixed evaluation set: the first ``cfg.eval_sequences`` validation
     blocks with ``random`` masks at ``cfg.eval_rate`` keyed on ``cfg.eval_seed``,
-    identical for every strategy; rank ``r`` takes every ``world``-th batch."""
+    identical for every strategy; rank ``r`` takes every ``world``-th batch.
+    Training evaluates with 80/10/10 replacement; ``femlm evaluate`` may ask
+    for another policy on the same positions."""
     collator = MaskingCollator(
-        tokenizer, "random", 1, cfg.eval_rate, seed=cfg.eval_seed, return_view_info=False
-    )
+        tokenizer, "random", 1, cfg.eval_rate, mask_prob, random_prob,
+        seed=cfg.eval_seed, return_view_info=False,
+    )  # fmt: skip
     n = min(cfg.eval_sequences, len(eval_set))
     batches = []
     for k, start in enumerate(range(0, n, EVAL_BATCH)):

@@ -27,6 +27,7 @@ class Run:
     finetune: dict[str, dict] = field(default_factory=dict)
     variance: dict | None = None
     variance_steps: list[dict] = field(default_factory=list)  # --variance-every rows
+    reevals: dict[str, dict] = field(default_factory=dict)  # `femlm evaluate` results
 
     @property
     def final(self) -> float:
@@ -51,6 +52,8 @@ def load_runs(folder: Path) -> dict[str, list[Run]]:
         run.variance_steps = [r for r in rows if "fully-explored.ratio" in r]
         for f in sorted(run_folder.glob("finetune-*.json")):
             run.finetune[f.stem.removeprefix("finetune-")] = json.loads(f.read_text())
+        for f in sorted(run_folder.glob("eval-mask*.json")):
+            run.reevals[f.stem.removeprefix("eval-")] = json.loads(f.read_text())
         if (run_folder / "variance.json").is_file():
             run.variance = json.loads((run_folder / "variance.json").read_text())
         variants.setdefault(run_folder.parent.name, []).append(run)
@@ -145,11 +148,13 @@ def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[lis
 VERDICTS = {"lower": "lower (better)", "higher": "higher (worse)", "tie": "tie within noise"}
 
 
-def comparison_table(variants: dict[str, list[Run]], reference: str) -> list[str]:
+def comparison_table(
+    variants: dict[str, list[Run]], reference: str, label: str = "final val loss"
+) -> list[str]:
     """Every other variant's mean final loss minus ``reference``'s, the 2-SE bar, a verdict."""
     ref = [r.final for r in variants[reference]]
     lines = [
-        f"| variant | final val loss | mean minus `{reference}`'s | 2 SE | verdict |",
+        f"| variant | {label} | mean minus `{reference}`'s | 2 SE | verdict |",
         "|---|---|---|---|---|",
     ]
     for name, runs in variants.items():
@@ -178,6 +183,30 @@ def comparisons_section(variants: dict[str, list[Run]], baseline: str) -> list[s
     if "fully-explored" in variants and baseline != "fully-explored":
         lines += ["Each variant against `fully-explored`:", ""]
         lines += [*comparison_table(variants, "fully-explored"), ""]
+    return lines
+
+
+def reevaluation_section(variants: dict[str, list[Run]], baseline: str) -> list[str]:
+    """Tables of ``femlm evaluate`` losses (same positions, other input replacement)."""
+    tags = sorted({t for runs in variants.values() for r in runs for t in r.reevals})
+    lines = []
+    for tag in tags:
+        e = next(r.reevals[tag] for rs in variants.values() for r in rs if tag in r.reevals)
+        rescored = {
+            name: [Run(r.seed, [(0, r.reevals[tag]["eval_loss"], math.nan)], None) for r in runs]
+            for name, runs in variants.items()
+            if all(tag in r.reevals for r in runs)
+        }
+        if baseline not in rescored:
+            continue
+        lines += [
+            f"The same {e['sequences']} validation sequences and positions, re-scored by "
+            f"`femlm evaluate` with {e['mask_prob']:.0%} `[MASK]` and {e['random_prob']:.0%} "
+            "random tokens at the predicted positions (the rest kept):",
+            "",
+            *comparison_table(rescored, baseline, "re-scored val loss"),
+            "",
+        ]
     return lines
 
 
@@ -237,7 +266,9 @@ def claims_table(variants: dict[str, list[Run]], baseline: str, eff: dict) -> li
         lines.append(
             f"| {claim} | final val loss {fe} {fmt(a, 4)} vs {other} {fmt(b, 4)} | {verdict} |"
         )
-    lines += _variance_claims(variants[fe], fe)
+    from femlm.report_variance import variance_claims
+
+    lines += variance_claims(variants[fe], fe)
     if baseline != fe:
         lines += _downstream_claims(variants, fe, baseline)
     return lines
@@ -262,34 +293,6 @@ def _downstream_claims(variants: dict[str, list[Run]], fe: str, baseline: str) -
     return lines
 
 
-def _variance_claims(runs: list[Run], fe: str) -> list[str]:
-    lines = []
-    for r in runs:
-        est = (r.variance or {}).get("estimates", {})
-        if f"{fe}.ratio" not in est or f"{fe}.step_var_vs_standard" not in est:
-            continue
-        ratio, step = est[f"{fe}.ratio"], est[f"{fe}.step_var_vs_standard"]
-        verdict = "reproduced" if ratio["high"] < 1 else "not reproduced"
-        lines.append(
-            f"| FE lowers the mask-sampling gradient variance (seed {r.seed}, end of training) | "
-            f"FE / random-K mask variance {_ci(ratio)} | {verdict} |"
-        )
-        lower = (
-            "reproduced"
-            if step["high"] < 1
-            else ("not reproduced" if step["low"] > 1 else "inconclusive")
-        )
-        lines.append(
-            f"| ...and so the variance of a whole step at equal compute | FE / standard step variance "
-            f"{_ci(step)} | {lower} |"
-        )
-    return lines
-
-
-def _ci(e: dict) -> str:
-    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
-
-
 def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md`` and its plots into ``out`` (default: the experiment folder)."""
     folder = Path(folder)
@@ -310,7 +313,11 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md += [f"![validation loss vs time]({plots[1].name})", ""]
     md += ["## Every comparison", "", *comparisons_section(variants, baseline)]
     md += ["## Ablations", "", *ablation_section(variants, baseline, read_config(folder), out)]
+    if rescored := reevaluation_section(variants, baseline):
+        md += ["## Re-evaluation with another replacement policy", "", *rescored]
     md += ["## Downstream", "", *downstream_table(variants), ""]
+    from femlm.report_variance import ranking_check, variance_section
+
     md += ["## Gradient variance", "", *variance_section(variants, folder, out), ""]
     over_steps = plot_variance_steps(variants, out)
     if over_steps:
@@ -324,72 +331,6 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path
-
-
-def variance_section(variants: dict[str, list[Run]], folder: Path, out: Path) -> list[str]:
-    """Each run's variance table, with its plots copied beside the report."""
-    import shutil
-
-    from femlm.variance import format_table
-
-    lines = []
-    for name, runs in variants.items():
-        for r in runs:
-            if not (r.variance and "estimates" in r.variance):
-                continue
-            lines += [f"`{name}` seed {r.seed}, at the end of training:", "", "```"]
-            lines += [format_table(r.variance), "```", ""]
-            for png in sorted((folder / name / f"seed-{r.seed}" / "variance").glob("*.png")):
-                target = out / f"{name}-seed{r.seed}-{png.name}"
-                if target.resolve() != png.resolve():
-                    shutil.copyfile(png, target)
-                lines += [f"![{png.stem}]({target.name})", ""]
-    return lines or ["No variance measurements in this experiment."]
-
-
-def _estimate_key(values: dict[str, Any]) -> str | None:
-    """Which of the variance tool's step variances describes a variant's runs."""
-    strategy, views = values.get("strategy", "fully-explored"), values.get("views")
-    if strategy == "random" and (views or 1) == 1:
-        return "standard.step_var"
-    if strategy in ("random", "fully-explored", "fully-explored-span", "span") and (
-        strategy.startswith("fully-explored") or (views or 1) > 1
-    ):
-        return f"{strategy}.step_var"
-    return None
-
-
-def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
-    """Does the ordering by implied step variance predict the ordering by final loss?"""
-    runs_cfg = read_config(folder).get("runs")
-    est = next((r.variance["estimates"] for rs in variants.values() for r in rs
-                if r.variance and "estimates" in r.variance), None)  # fmt: skip
-    if est is None or runs_cfg is None:
-        return ["No variance measurement to predict from."]
-    rows = []
-    for name, runs in variants.items():
-        key = _estimate_key(runs_cfg.get(name) or {})
-        if key in est:
-            rows.append((name, est[key], mean_std([r.final for r in runs])[0]))
-    if len(rows) < 2:
-        return ["Fewer than two variants have a predicted step variance."]
-    predicted = [n for n, _, _ in sorted(rows, key=lambda x: x[1]["value"])]
-    measured = [n for n, _, _ in sorted(rows, key=lambda x: x[2])]
-    lines = ["| variant | implied step variance | mean final val loss |", "|---|---|---|"]
-    lines += [f"| {n} | {_ci(e)} | {loss:.4f} |" for n, e, loss in rows]
-    same = "the same order" if predicted == measured else "a different order"
-    finals = {n: [r.final for r in variants[n]] for n in measured}
-    if any(
-        compare(finals[a], finals[b]) == "tie" for a, b in zip(measured, measured[1:], strict=False)
-    ):
-        same += ", though neighbouring final losses do not differ beyond noise, so the measured order is not settled"
-    lines += [
-        "",
-        f"Lowest step variance first: {', '.join(predicted)}; lowest final loss first: "
-        f"{', '.join(measured)}: {same}. (Step variances are from one model at the end of "
-        "training, with the batch size given to the variance tool.)",
-    ]
-    return lines
 
 
 def summary(folder: str | Path) -> str:

@@ -134,7 +134,8 @@ def test_every_shipped_config_is_valid(monkeypatch):
 
 
 def test_ranking_check_reads_the_variance_estimates(tmp_path):
-    from femlm.report import Run, ranking_check
+    from femlm.report import Run
+    from femlm.report_variance import ranking_check
 
     (tmp_path / "experiment.json").write_text(
         json.dumps({"runs": {"fe": {"strategy": "fully-explored"}, "std": {"strategy": "random"}}})

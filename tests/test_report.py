@@ -209,3 +209,17 @@ def test_efficiency_table_shows_the_baselines_steps_to_each_final_loss(tmp_path)
     # standard's curves pass 4.50 at steps 100, 102 and 99.6 (linear between evaluations)
     assert k2.endswith("| 101 |")
     assert fe.endswith("| not reached in every seed |"), "3.50 is below every standard curve"
+
+
+def test_reevaluations_get_their_own_comparison_table(tmp_path):
+    root = make_experiment(tmp_path / "runs", RUNS, FINALS)
+    rescored = {"standard": [5.0, 5.01, 4.99], "fe-allmask": [4.0, 4.01, 3.99]}
+    for variant, losses in rescored.items():
+        for seed, loss in enumerate(losses):
+            e = {"eval_loss": loss, "mask_prob": 1.0, "random_prob": 0.0, "sequences": 8}
+            (root / variant / f"seed-{seed}" / "eval-mask1-random0.json").write_text(json.dumps(e))
+    text = section(write_report(root).read_text(), "Re-evaluation with another replacement policy")
+    assert "100% `[MASK]` and 0% random" in text
+    row = next(r for r in text.splitlines() if r.startswith("| fe-allmask |"))
+    assert "| -1.0000 |" in row and row.endswith("| lower (better) |")
+    assert "| fe-K2 |" not in text, "variants without a re-evaluation are left out"

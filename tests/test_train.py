@@ -265,3 +265,25 @@ def test_variance_every_logs_the_variance_terms(setup, tmp_path):
     terms = [r for r in rows if "fully-explored.ratio" in r]
     assert [r["step"] for r in terms] == [2]
     assert terms[0]["fully-explored.ratio"] > 0 and terms[0]["v_data"] >= 0
+
+
+def test_evaluate_rescores_the_fixed_positions_with_another_replacement(setup, tmp_path, capsys):
+    from femlm.reevaluate import evaluate_run
+
+    out = tmp_path / "exp" / "standard" / "seed-0"
+    assert main(_args(setup, out, "--strategy", "random", "--views", "1")) == 0
+    logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    final = [r["eval_loss"] for r in logged if "eval_loss" in r][-1]
+    same = evaluate_run(out, 0.8, 0.1)
+    assert same["eval_loss"] == pytest.approx(final, rel=1e-6), (
+        "80/10/10 reproduces training's eval"
+    )
+    assert main(["evaluate", str(tmp_path / "exp")]) == 0, "an experiment folder is searched"
+    saved = json.loads((out / "eval-mask1-random0.json").read_text())
+    assert saved["mask_prob"] == 1.0 and saved["sequences"] == 8
+    assert saved["eval_loss"] != pytest.approx(final, rel=1e-3)
+    assert str(out) in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert main(["evaluate", str(out), "--mask-prob", "0.9", "--random-prob", "0.2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is not a finished run" in err[0] and "sum <= 1" in err[-1] and len(err) == 2
