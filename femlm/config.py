@@ -54,6 +54,12 @@ class TrainConfig:
     eval_sequences: int = _f(256, "validation sequences in the fixed evaluation set")
     eval_rate: float = _f(0.15, "mask rate of the fixed evaluation masks (random)")
     eval_seed: int = _f(1234, "seed of the fixed evaluation masks, the same for every strategy")
+    eval_mask_prob: float = _f(
+        1.0,
+        "share of eval positions shown as [MASK]: 1.0 scores predicting hidden tokens; 0.8 "
+        "(with eval_random_prob 0.1) is 80/10/10, where a model can copy the kept 10%",
+    )
+    eval_random_prob: float = _f(0.0, "share of eval positions shown as a random token")
     variance_every: int = _f(0, "log gradient-variance terms every N steps (0 = never)")
     variance_sequences: int = _f(16, "validation sequences probed by --variance-every")
     save_every: int = _f(200, "checkpoint every N steps (0 = only at the end)")

@@ -22,14 +22,16 @@ def eval_batches_for(
     eval_set: Any,
     rank: int = 0,
     world: int = 1,
-    mask_prob: float = 0.8,
-    random_prob: float = 0.1,
+    mask_prob: float | None = None,
+    random_prob: float | None = None,
 ) -> list:
     """The fixed evaluation set: the first ``cfg.eval_sequences`` validation
     blocks with ``random`` masks at ``cfg.eval_rate`` keyed on ``cfg.eval_seed``,
     identical for every strategy; rank ``r`` takes every ``world``-th batch.
-    Training evaluates with 80/10/10 replacement; ``femlm evaluate`` may ask
-    for another policy on the same positions."""
+    Inputs are replaced as ``cfg.eval_mask_prob``/``cfg.eval_random_prob`` say
+    unless ``femlm evaluate`` asks for another policy on the same positions."""
+    mask_prob = cfg.eval_mask_prob if mask_prob is None else mask_prob
+    random_prob = cfg.eval_random_prob if random_prob is None else random_prob
     collator = MaskingCollator(
         tokenizer, "random", 1, cfg.eval_rate, mask_prob, random_prob,
         seed=cfg.eval_seed, return_view_info=False,

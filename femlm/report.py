@@ -210,6 +210,28 @@ def reevaluation_section(variants: dict[str, list[Run]], baseline: str) -> list[
     return lines
 
 
+def eval_note(folder: Path) -> list[str]:
+    """How the validation positions were shown to the model (from a run's saved config)."""
+    saved = next(iter(sorted(folder.glob("*/seed-*/femlm_config.json"))), None)
+    if saved is None:
+        return []
+    cfg = json.loads(saved.read_text())
+    # Runs saved before these keys existed were scored with 80/10/10 inputs.
+    m, r = cfg.get("eval_mask_prob", 0.8), cfg.get("eval_random_prob", 0.1)
+    lines = [
+        f"Validation: {cfg.get('eval_sequences')} sequences, fixed random positions at rate "
+        f"{cfg.get('eval_rate')}; inputs there {m:.0%} `[MASK]`, {r:.0%} random, "
+        f"{1 - m - r:.0%} kept.",
+    ]
+    if m + r < 1:
+        lines[0] += (
+            " A model can copy the kept tokens, which the unigram baseline cannot, so these "
+            "curves fall below that line sooner than the model learns to predict hidden "
+            "tokens (`femlm evaluate` re-scores with all `[MASK]`)."
+        )
+    return [*lines, ""]
+
+
 def _seed_accuracies(runs: list[Run], task: str) -> list[float]:
     """Test accuracy per pre-training seed, the mean over its fine-tuning seeds."""
     found = (r.finetune[task].get("runs", []) for r in runs if task in r.finetune)
@@ -308,7 +330,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md = [f"# Report: {folder.name}", ""]
     if unigram:
         md += [f"Unigram baseline (eval targets from training token frequencies): {unigram:.4f}"]
-    md += ["", "## Efficiency", "", *eff_lines, ""]
+    md += ["", *eval_note(folder), "## Efficiency", "", *eff_lines, ""]
     md += [f"![validation loss vs steps]({plots[0].name})", ""]
     md += [f"![validation loss vs time]({plots[1].name})", ""]
     md += ["## Every comparison", "", *comparisons_section(variants, baseline)]

@@ -274,16 +274,34 @@ def test_evaluate_rescores_the_fixed_positions_with_another_replacement(setup, t
     assert main(_args(setup, out, "--strategy", "random", "--views", "1")) == 0
     logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     final = [r["eval_loss"] for r in logged if "eval_loss" in r][-1]
-    same = evaluate_run(out, 0.8, 0.1)
-    assert same["eval_loss"] == pytest.approx(final, rel=1e-6), (
-        "80/10/10 reproduces training's eval"
+    same = evaluate_run(out, 1.0, 0.0)  # training scores all-[MASK] inputs by default
+    assert same["eval_loss"] == pytest.approx(final, rel=1e-6), "reproduces training's eval"
+    assert (
+        main(["evaluate", str(tmp_path / "exp"), "--mask-prob", "0.8", "--random-prob", "0.1"]) == 0
     )
-    assert main(["evaluate", str(tmp_path / "exp")]) == 0, "an experiment folder is searched"
-    saved = json.loads((out / "eval-mask1-random0.json").read_text())
-    assert saved["mask_prob"] == 1.0 and saved["sequences"] == 8
-    assert saved["eval_loss"] != pytest.approx(final, rel=1e-3)
+    saved = json.loads((out / "eval-mask0.8-random0.1.json").read_text())
+    assert saved["mask_prob"] == 0.8 and saved["sequences"] == 8
+    assert saved["eval_loss"] != final, "other inputs at the same positions"
     assert str(out) in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert main(["evaluate", str(out), "--mask-prob", "0.9", "--random-prob", "0.2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "is not a finished run" in err[0] and "sum <= 1" in err[-1] and len(err) == 2
+
+
+def test_evaluation_inputs_are_all_mask_by_default(setup):
+    from femlm.data import build_blocks, load_tokenizer
+    from femlm.evaluate import eval_batches_for
+    from femlm.train import check_config
+
+    tok = load_tokenizer(str(setup["tokenizer"]))
+    blocks = build_blocks([str(setup["corpus"])], tok, 32, str(setup["cache"]), progress=False)
+    cfg = TrainConfig(data=[str(setup["corpus"])], eval_sequences=8)
+    for mask_prob, random_prob, all_masked in ((1.0, 0.0, True), (0.8, 0.1, False)):
+        cfg.eval_mask_prob, cfg.eval_random_prob = mask_prob, random_prob
+        batch = eval_batches_for(cfg, tok, blocks["validation"])[0]
+        shown = batch["input_ids"][batch["labels"] != -100]
+        assert bool((shown == tok.mask_token_id).all()) is all_masked
+    cfg.eval_mask_prob, cfg.eval_random_prob = 0.9, 0.2
+    with pytest.raises(FemlmError, match="eval_mask_prob"):
+        check_config(cfg)
