@@ -207,6 +207,8 @@ def reevaluation_section(variants: dict[str, list[Run]], baseline: str) -> list[
             *comparison_table(rescored, baseline, "re-scored val loss"),
             "",
         ]
+        if "fully-explored" in rescored and baseline != "fully-explored":
+            lines += [*comparison_table(rescored, "fully-explored", "re-scored val loss"), ""]
     return lines
 
 
