@@ -73,12 +73,14 @@ def evaluate_run(
 
 
 def evaluate_runs(folders: list[str], mask_prob: float, random_prob: float) -> list[str]:
-    """Every finished run in ``folders`` (a run folder, or an experiment folder
-    holding ``<variant>/seed-<s>/``); one printable line per run."""
+    """Every finished run in ``folders`` (a run folder, a variant folder holding
+    ``seed-<s>/``, or an experiment folder); one printable line per run."""
     runs: list[Path] = []
     for folder in map(Path, folders):
-        found = [p.parent for p in sorted(folder.glob("*/seed-*/" + CONFIG_FILE))]
-        runs += found or [folder]
+        found = sorted(folder.glob("*/seed-*/" + CONFIG_FILE)) or sorted(
+            folder.glob("seed-*/" + CONFIG_FILE)
+        )
+        runs += [p.parent for p in found] or [folder]
     lines = []
     for run in runs:
         loss = evaluate_run(run, mask_prob, random_prob)["eval_loss"]

@@ -281,6 +281,9 @@ def test_evaluate_rescores_the_fixed_positions_with_another_replacement(setup, t
     )
     saved = json.loads((out / "eval-mask0.8-random0.1.json").read_text())
     assert saved["mask_prob"] == 0.8 and saved["sequences"] == 8
+    (out / "eval-mask0.8-random0.1.json").unlink()
+    assert main(["evaluate", str(out.parent), "--mask-prob", "0.8", "--random-prob", "0.1"]) == 0
+    assert (out / "eval-mask0.8-random0.1.json").is_file(), "a variant folder is searched too"
     assert saved["eval_loss"] != final, "other inputs at the same positions"
     assert str(out) in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
