@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from femlm.errors import FemlmError
-from femlm.hashing import sha256_file
+from femlm.files import sha256_file
 
 _NAME = re.compile(r"^step-(\d+)$")
 MODEL_FILE = "model.safetensors"

@@ -18,7 +18,7 @@ import os
 import pathlib
 
 from femlm.errors import FemlmError
-from femlm.hashing import sha256_file
+from femlm.files import sha256_file
 from femlm.hygiene import AnyIndex, OverlapIndex, count_words, dedupe_rows, stratified_split
 from femlm.sources import (
     APT_LISTS,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from femlm.errors import FemlmError
-from femlm.hashing import sha256_file
+from femlm.files import sha256_file
 from femlm.readers import BAD_UTF8_MODES, Source, documents_of, iter_documents, resolve_inputs
 from femlm.tokenizer import (
     SPECIAL_TOKENS,

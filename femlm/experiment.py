@@ -21,6 +21,7 @@ from typing import Any
 from femlm.checkpoint import list_checkpoints
 from femlm.config import TrainConfig, from_dict, read_config_file
 from femlm.errors import FemlmError
+from femlm.files import write_json
 
 log = logging.getLogger("femlm")
 
@@ -176,7 +177,7 @@ def _variance_once(exp: Experiment, folder: Path) -> None:
     }
     values = {**shared, **spec, "model": str(folder / "final"), "out_dir": str(folder / "variance")}
     result = run_variance(from_dict(VarianceConfig, values))
-    _write_json(target, result)
+    write_json(result, target)
 
 
 def _finetune_once(exp: Experiment, folder: Path) -> None:
@@ -191,12 +192,6 @@ def _finetune_once(exp: Experiment, folder: Path) -> None:
         finetune(from_dict(FinetuneConfig, values))
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    tmp.replace(path)
-
-
 def _append_json(path: Path, data: dict) -> None:
     old = json.loads(path.read_text()) if path.is_file() else {}
-    _write_json(path, {**old, **data})
+    write_json({**old, **data}, path)

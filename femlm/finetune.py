@@ -9,10 +9,8 @@ the split, the label ids, the training subsample and the batch order of a seed.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import re
 import statistics
 import time
@@ -26,6 +24,7 @@ from torch import Tensor, nn
 from femlm.config import _f
 from femlm.corpora import TASKS
 from femlm.errors import FemlmError
+from femlm.files import write_json
 from femlm.model import pick_device
 from femlm.tasks import Row, label_order, load_task, subsample
 
@@ -320,14 +319,6 @@ def _search_lr(cfg: FinetuneConfig, data: dict, labels: list, tokenizer: Any) ->
         {"lr": lr, "dev_accuracy": r["dev_accuracy"]} for lr, r in zip(cfg.lrs, tried, strict=True)
     ]
     return cfg.lrs[best], tried[best], search
-
-
-def write_json(obj: Any, path: Path) -> None:
-    """Temporary file then rename, so a killed run never leaves a half-written result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def format_table(result: dict) -> str:

@@ -13,13 +13,13 @@ changes.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from femlm.checkpoint import CONFIG_FILE
 from femlm.errors import FemlmError
+from femlm.files import write_json
 
 
 def result_name(mask_prob: float, random_prob: float) -> str:
@@ -65,10 +65,7 @@ def evaluate_run(
         "eval_rate": cfg.eval_rate, "eval_seed": cfg.eval_seed,
         "sequences": min(cfg.eval_sequences, len(blocks["validation"])),
     }  # fmt: skip
-    out = run / result_name(mask_prob, random_prob)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_json(result, run / result_name(mask_prob, random_prob))
     return result
 
 

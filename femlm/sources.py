@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from femlm import parsers as P
 from femlm import textclean as T
-from femlm.hashing import sha256_file
+from femlm.files import sha256_file
 
 
 @dataclass(frozen=True)
