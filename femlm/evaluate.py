@@ -17,23 +17,15 @@ EVAL_BATCH = 32
 
 
 def eval_batches_for(
-    cfg: Any,
-    tokenizer: Any,
-    eval_set: Any,
-    rank: int = 0,
-    world: int = 1,
-    mask_prob: float | None = None,
-    random_prob: float | None = None,
+    cfg: Any, tokenizer: Any, eval_set: Any, rank: int = 0, world: int = 1
 ) -> list:
     """The fixed evaluation set: the first ``cfg.eval_sequences`` validation
     blocks with ``random`` masks at ``cfg.eval_rate`` keyed on ``cfg.eval_seed``,
     identical for every strategy; rank ``r`` takes every ``world``-th batch.
-    Inputs are replaced as ``cfg.eval_mask_prob``/``cfg.eval_random_prob`` say
-    unless ``femlm evaluate`` asks for another policy on the same positions."""
-    mask_prob = cfg.eval_mask_prob if mask_prob is None else mask_prob
-    random_prob = cfg.eval_random_prob if random_prob is None else random_prob
+    Inputs there are replaced as ``cfg.eval_mask_prob``/``cfg.eval_random_prob``
+    say; the positions do not depend on them."""
     collator = MaskingCollator(
-        tokenizer, "random", 1, cfg.eval_rate, mask_prob, random_prob,
+        tokenizer, "random", 1, cfg.eval_rate, cfg.eval_mask_prob, cfg.eval_random_prob,
         seed=cfg.eval_seed, return_view_info=False,
     )  # fmt: skip
     n = min(cfg.eval_sequences, len(eval_set))

@@ -40,23 +40,20 @@ def evaluate_run(
     from femlm.dist import Dist
     from femlm.evaluate import eval_batches_for, evaluate
     from femlm.model import build_model, pick_device
+    from femlm.train import check_config
 
     run = Path(run_dir)
     if not (run / CONFIG_FILE).is_file() or not (run / "final").is_dir():
         raise FemlmError(f"{run} is not a finished run: it needs {CONFIG_FILE} and final/")
-    if min(mask_prob, random_prob) < 0 or mask_prob + random_prob > 1:
-        raise FemlmError(
-            f"need mask_prob, random_prob >= 0 with a sum <= 1, got {mask_prob} and {random_prob}"
-        )
     cfg = load_config(TrainConfig, str(run / CONFIG_FILE))
+    cfg.eval_mask_prob, cfg.eval_random_prob = mask_prob, random_prob
+    check_config(cfg)  # one place judges eval inputs: here it catches impossible probabilities
     tokenizer = load_tokenizer(str(run / "final"))
     blocks = build_blocks(
         cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
         cfg.validation_fraction, seed=0, progress=False,
     )  # fmt: skip
-    batches = eval_batches_for(
-        cfg, tokenizer, blocks["validation"], mask_prob=mask_prob, random_prob=random_prob
-    )
+    batches = eval_batches_for(cfg, tokenizer, blocks["validation"])
     dev = pick_device(device)
     model = build_model(str(run / "final"), tokenizer, cfg.max_length).to(dev)
     result = {

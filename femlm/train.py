@@ -210,11 +210,11 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
         raise FemlmError("--variance-sequences must be at least 3 (the estimator needs them)")
     if not 0 < cfg.eval_rate < 1:
         raise FemlmError(f"eval_rate must be in (0, 1), got {cfg.eval_rate}")
-    if (
-        min(cfg.eval_mask_prob, cfg.eval_random_prob) < 0
-        or cfg.eval_mask_prob + cfg.eval_random_prob > 1
-    ):
-        raise FemlmError("eval_mask_prob and eval_random_prob must be >= 0 with a sum <= 1")
+    m, r = cfg.eval_mask_prob, cfg.eval_random_prob
+    if min(m, r) < 0 or m + r > 1:
+        raise FemlmError(
+            f"eval_mask_prob and eval_random_prob must be >= 0 with a sum <= 1, got {m} and {r}"
+        )
 
 
 def _resume_point(ckpt_dir: Path, resume: bool) -> Path | None:
