@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from femlm.errors import FemlmError
-from femlm.report_plots import ablation_section, plot_curves, plot_variance_steps
 
 
 @dataclass
@@ -327,6 +326,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     variants = load_runs(folder)
     baseline = pick_baseline(folder, variants)
     eff_lines, eff = efficiency_table(variants, baseline)
+    from femlm.report_plots import ablation_section, plot_curves, plot_variance_steps
+
     plots = [plot_curves(variants, out, "steps"), plot_curves(variants, out, "seconds")]
     unigram = next((r.unigram for runs in variants.values() for r in runs if r.unigram), None)
     md = [f"# Report: {folder.name}", ""]

@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from femlm.report import Run
+from femlm.report import Run, mean_std
 
 # Replacement policy the K ablation holds fixed, so that K is the only change.
 DEFAULT_MASK_PROB, DEFAULT_RANDOM_PROB = 0.8, 0.1
@@ -34,10 +33,6 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def plot_curves(variants: dict[str, list[Run]], out: Path, x: str) -> Path:
@@ -92,11 +87,11 @@ def plot_final_loss(variants: dict[str, list[Run]], baseline: str, out: Path) ->
     fig, ax = _pyplot().subplots(figsize=(max(6.0, 0.8 * len(variants) + 2), 4.5))
     for i, runs in enumerate(variants.values()):
         finals = [r.final for r in runs]
-        mean, std = _mean_std(finals)
+        mean, std = mean_std(finals)
         ax.errorbar([i], [mean], yerr=[std], fmt="o", color="C0", capsize=4, markersize=7)
         # Seeds sit slightly right of the mean so the error bar stays readable.
         ax.scatter([i + 0.15] * len(finals), finals, s=10, color="black", alpha=0.6, zorder=3)
-    base = _mean_std([r.final for r in variants[baseline]])[0]
+    base = mean_std([r.final for r in variants[baseline]])[0]
     ax.axhline(base, color="grey", linestyle="--", label=f"baseline {baseline} mean {base:.3f}")
     ax.set_xticks(range(len(variants)), list(variants), rotation=30, ha="right")
     ax.set_ylabel("final validation loss (fixed masks)")
@@ -144,13 +139,13 @@ def plot_loss_vs_views(
 ) -> Path:
     """Final validation loss (mean ± std over seeds) against K, the baseline as a band."""
     fig, ax = _pyplot().subplots(figsize=(6.5, 4.5))
-    points = sorted((k, name, _mean_std([r.final for r in variants[name]])) for name, k in views.items())  # fmt: skip
+    points = sorted((k, name, mean_std([r.final for r in variants[name]])) for name, k in views.items())  # fmt: skip
     ks = [k for k, _, _ in points]
     ax.errorbar(ks, [m for _, _, (m, _) in points], yerr=[s for _, _, (_, s) in points],
                 fmt="o-", capsize=4, label="fully-explored, rate 1/K")  # fmt: skip
     for k, name, (mean, _) in points:
         ax.annotate(name, (k, mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    mean, std = _mean_std([r.final for r in variants[baseline]])
+    mean, std = mean_std([r.final for r in variants[baseline]])
     ax.axhspan(mean - std, mean + std, color="grey", alpha=0.2)
     ax.axhline(mean, color="grey", linestyle="--", label=f"baseline {baseline} (mean ± std)")
     ax.set_xticks(sorted(set(ks)))
