@@ -93,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = _base_type(hints[f.name])
-        help_text = f"{f.metadata.get('help', '')} (default: {_default(f)})"
+        # argparse %-formats help strings, so a literal % in help text must be doubled
+        help_text = f"{f.metadata.get('help', '')} (default: {_default(f)})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=help_text

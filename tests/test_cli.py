@@ -51,6 +51,29 @@ def test_non_utf8_file(tmp_path, capsys):
     assert "not UTF-8" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["mask"],
+        ["data"],
+        ["data", "fetch"],
+        ["tokenizer", "train"],
+        ["pretrain"],
+        ["variance"],
+        ["finetune"],
+        ["experiment"],
+        ["report"],
+        ["evaluate"],
+        ["demo"],
+    ],
+)
+def test_every_help_page_prints(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: femlm" in capsys.readouterr().out
+
+
 def test_console_script_runs_as_a_module():
     proc = subprocess.run(
         [sys.executable, "-m", "femlm", "mask", "--rate", "0"],
