@@ -9,8 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from femlm.config import STRATEGIES
 from femlm.errors import FemlmError
-from femlm.masking import STRATEGIES
 
 
 def _add_mask(sub: argparse._SubParsersAction) -> None:
@@ -191,7 +191,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
 
 def _add_variance(sub: argparse._SubParsersAction) -> None:
-    from femlm.variance import VarianceConfig
+    from femlm.config import VarianceConfig
 
     _config_parser(
         sub, "variance", VarianceConfig, _run_variance,
@@ -208,7 +208,7 @@ def _run_variance(args: argparse.Namespace) -> None:
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
-    from femlm.finetune import FinetuneConfig
+    from femlm.config import FinetuneConfig
 
     _config_parser(
         sub, "finetune", FinetuneConfig, _run_finetune,

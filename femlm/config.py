@@ -18,6 +18,11 @@ from typing import Any
 
 from femlm.errors import FemlmError
 
+# Masking strategy names live here, not in femlm.masking, so that building the
+# command line does not import torch.
+FULLY_EXPLORED = ("fully-explored", "fully-explored-contiguous", "fully-explored-span")
+STRATEGIES = ("random", "random-bernoulli", "whole-word", "span", *FULLY_EXPLORED)
+
 
 def _f(default: Any, help: str) -> Any:
     if isinstance(default, list):
@@ -84,6 +89,91 @@ def _base_type(tp: Any) -> Any:
 
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+DEFAULT_STRATEGIES = ["random", "fully-explored", "fully-explored-span", "span"]
+
+
+@dataclass
+class VarianceConfig:
+    """Everything ``femlm variance`` needs; one field per flag."""
+
+    model: str = _f("tiny", "preset (at initialisation) or a local masked-LM folder")
+    tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder's own)")
+    data: list[str] = _f([], "corpus the probe sequences come from (as for pretrain)")
+    text_field: str = _f("text", "field/column holding the text in JSONL and Parquet")
+    max_length: int = _f(128, "tokens per probe sequence, [CLS] and [SEP] included")
+    cache_dir: str | None = _f(None, "where tokenised blocks are cached")
+    validation_fraction: float = _f(0.02, "share of documents held out (as for pretrain)")
+    split: str = _f("validation", "which split the probe sequences come from")
+    sequences: int = _f(32, "probe sequences S (the bootstrap resamples these)")
+    draws: int = _f(8, "independent draws R of the K masks per sequence (>= 2)")
+    views: int = _f(7, "views K per sequence for every strategy (fully-explored: rate 1/K)")
+    rate: float = _f(0.15, "mask rate of the non-fully-explored strategies")
+    strategies: list[str] = _f(DEFAULT_STRATEGIES, "strategies compared (random is always added)")
+    mask_prob: float = _f(0.8, "share of masked positions replaced by [MASK]")
+    random_prob: float = _f(0.1, "share of masked positions replaced by a random token")
+    params: list[str] = _f([], "regexes; analyse only parameters whose name matches one")
+    hamming_points: int = _f(5, "Hamming distances on the covariance curve (0 to 2m)")
+    hamming_pairs: int = _f(4, "mask pairs per distance and sequence")
+    hamming_size: int | None = _f(None, "mask size m on the curve (default: n/K rounded)")
+    batch_size: int = _f(8, "sequences per step B for the implied step variance")
+    bootstrap: int = _f(1000, "bootstrap resamples over sequences for the intervals")
+    confidence: float = _f(0.95, "confidence level of the intervals")
+    grad_mode: str = _f("auto", "per-view gradients: vmap, loop, or auto (time both)")
+    chunk_draws: int = _f(2, "draws whose K views go through one gradient call")
+    out_dir: str = _f("runs/variance", "folder for variance.json and the PNG plots")
+    seed: int = _f(0, "seed of the masks, the probe choice and a preset's initialisation")
+    device: str = _f("auto", "auto, cpu, cuda, ...")
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    progress: bool = _f(True, "show the estimate and a progress bar")
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything ``femlm finetune`` needs; one field per flag."""
+
+    model: str | None = _f(None, "masked-LM folder (e.g. runs/x/final) or any local HF encoder")
+    tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder)")
+    task: str | None = _f(None, "bbc, movies, debian, a CSV/JSONL file or a train/dev/test folder")
+    text_field: str = _f("text", "column holding the text")
+    label_field: str = _f("label", "column holding the label (strings or integers)")
+    cache_dir: str | None = _f(None, "where built-in tasks live (default $FEMLM_CACHE)")
+    seeds: list[int] = _f([0, 1, 2], "one fine-tuning run per seed")
+    max_length: int = _f(128, "tokens per example, [CLS] and [SEP] included; longer is cut")
+    batch_size: int = _f(32, "examples per optimizer step")
+    lr: float = _f(1e-3, "peak learning rate (tiny models need ~1e-3; see docs/finetune.md)")
+    lrs: list[float] | None = _f(
+        None,
+        "learning rates to try on the first seed; the best by dev accuracy is then used for "
+        "every seed (replaces lr)",
+    )
+    epochs: int = _f(3, "maximum epochs")
+    patience: int = _f(1, "stop after this many epochs without better dev accuracy (0: never)")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    warmup_ratio: float = _f(0.1, "share of the maximum steps spent warming up")
+    max_train_examples: int | None = _f(None, "stratified subsample of train, for quick runs")
+    out: str | None = _f(None, "JSON result path (default <model>/finetune-<task>.json)")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    progress: bool = _f(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        self.seeds = _as_list(self.seeds, int, "seeds must be integers")
+        if not self.seeds:
+            raise FemlmError("give at least one seed")
+        if self.lrs is not None:
+            self.lrs = _as_list(self.lrs, float, "lrs must be numbers") or None
+
+
+def _as_list(value: Any, cast: type, message: str) -> list:
+    """A list from a config list or the command line's strings ("0 1 2" or "0,1,2")."""
+    items = [value] if isinstance(value, int | float | str) else list(value)
+    parts = [p for v in items for p in (v.split(",") if isinstance(v, str) else [v])]
+    try:
+        return [cast(p) for p in parts if p != ""]
+    except (TypeError, ValueError):
+        raise FemlmError(f"{message}, got {value!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:

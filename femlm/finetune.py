@@ -14,14 +14,14 @@ import math
 import re
 import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from femlm.config import _f
+from femlm.config import FinetuneConfig
 from femlm.corpora import TASKS
 from femlm.errors import FemlmError
 from femlm.files import write_json
@@ -32,53 +32,6 @@ log = logging.getLogger("femlm")
 CLIP_GRAD = 1.0
 EVAL_BATCH = 64
 BATCH_KEYS = ("input_ids", "attention_mask", "labels")
-
-
-@dataclass
-class FinetuneConfig:
-    """Everything ``femlm finetune`` needs; one field per flag."""
-
-    model: str | None = _f(None, "masked-LM folder (e.g. runs/x/final) or any local HF encoder")
-    tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder)")
-    task: str | None = _f(None, "bbc, movies, debian, a CSV/JSONL file or a train/dev/test folder")
-    text_field: str = _f("text", "column holding the text")
-    label_field: str = _f("label", "column holding the label (strings or integers)")
-    cache_dir: str | None = _f(None, "where built-in tasks live (default $FEMLM_CACHE)")
-    seeds: list[int] = _f([0, 1, 2], "one fine-tuning run per seed")
-    max_length: int = _f(128, "tokens per example, [CLS] and [SEP] included; longer is cut")
-    batch_size: int = _f(32, "examples per optimizer step")
-    lr: float = _f(1e-3, "peak learning rate (tiny models need ~1e-3; see docs/finetune.md)")
-    lrs: list[float] | None = _f(
-        None,
-        "learning rates to try on the first seed; the best by dev accuracy is then used for "
-        "every seed (replaces lr)",
-    )
-    epochs: int = _f(3, "maximum epochs")
-    patience: int = _f(1, "stop after this many epochs without better dev accuracy (0: never)")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    warmup_ratio: float = _f(0.1, "share of the maximum steps spent warming up")
-    max_train_examples: int | None = _f(None, "stratified subsample of train, for quick runs")
-    out: str | None = _f(None, "JSON result path (default <model>/finetune-<task>.json)")
-    device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
-    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
-    progress: bool = _f(True, "show a progress bar")
-
-    def __post_init__(self) -> None:
-        self.seeds = _as_list(self.seeds, int, "seeds must be integers")
-        if not self.seeds:
-            raise FemlmError("give at least one seed")
-        if self.lrs is not None:
-            self.lrs = _as_list(self.lrs, float, "lrs must be numbers") or None
-
-
-def _as_list(value: Any, cast: type, message: str) -> list:
-    """A list from a config list or the command line's strings ("0 1 2" or "0,1,2")."""
-    items = [value] if isinstance(value, int | float | str) else list(value)
-    parts = [p for v in items for p in (v.split(",") if isinstance(v, str) else [v])]
-    try:
-        return [cast(p) for p in parts if p != ""]
-    except (TypeError, ValueError):
-        raise FemlmError(f"{message}, got {value!r}") from None
 
 
 # --- metrics ---------------------------------------------------------------------------

@@ -23,10 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from femlm.config import FULLY_EXPLORED, STRATEGIES  # noqa: F401  (public names)
 from femlm.keyed import KeyedGenerator, random_bits, uniform, uniform_pair_at
-
-FULLY_EXPLORED = ("fully-explored", "fully-explored-contiguous", "fully-explored-span")
-STRATEGIES = ("random", "random-bernoulli", "whole-word", "span", *FULLY_EXPLORED)
 
 SPAN_P = 0.2
 SPAN_MAX = 10

@@ -15,14 +15,13 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from femlm.config import _f
+from femlm.config import VarianceConfig
 from femlm.errors import FemlmError
 from femlm.gradients import (
     ViewGradients,
@@ -44,44 +43,8 @@ from femlm.variance_stats import (  # noqa: F401  (format_table: public API)
     summarise,
 )
 
-DEFAULT_STRATEGIES = ["random", "fully-explored", "fully-explored-span", "span"]
 # Settings of the 80/10/10 replacement: as configured, and every chosen token -> [MASK].
 SETTINGS = ("configured", "mask_only")
-
-
-@dataclass
-class VarianceConfig:
-    """Everything ``femlm variance`` needs; one field per flag."""
-
-    model: str = _f("tiny", "preset (at initialisation) or a local masked-LM folder")
-    tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder's own)")
-    data: list[str] = _f([], "corpus the probe sequences come from (as for pretrain)")
-    text_field: str = _f("text", "field/column holding the text in JSONL and Parquet")
-    max_length: int = _f(128, "tokens per probe sequence, [CLS] and [SEP] included")
-    cache_dir: str | None = _f(None, "where tokenised blocks are cached")
-    validation_fraction: float = _f(0.02, "share of documents held out (as for pretrain)")
-    split: str = _f("validation", "which split the probe sequences come from")
-    sequences: int = _f(32, "probe sequences S (the bootstrap resamples these)")
-    draws: int = _f(8, "independent draws R of the K masks per sequence (>= 2)")
-    views: int = _f(7, "views K per sequence for every strategy (fully-explored: rate 1/K)")
-    rate: float = _f(0.15, "mask rate of the non-fully-explored strategies")
-    strategies: list[str] = _f(DEFAULT_STRATEGIES, "strategies compared (random is always added)")
-    mask_prob: float = _f(0.8, "share of masked positions replaced by [MASK]")
-    random_prob: float = _f(0.1, "share of masked positions replaced by a random token")
-    params: list[str] = _f([], "regexes; analyse only parameters whose name matches one")
-    hamming_points: int = _f(5, "Hamming distances on the covariance curve (0 to 2m)")
-    hamming_pairs: int = _f(4, "mask pairs per distance and sequence")
-    hamming_size: int | None = _f(None, "mask size m on the curve (default: n/K rounded)")
-    batch_size: int = _f(8, "sequences per step B for the implied step variance")
-    bootstrap: int = _f(1000, "bootstrap resamples over sequences for the intervals")
-    confidence: float = _f(0.95, "confidence level of the intervals")
-    grad_mode: str = _f("auto", "per-view gradients: vmap, loop, or auto (time both)")
-    chunk_draws: int = _f(2, "draws whose K views go through one gradient call")
-    out_dir: str = _f("runs/variance", "folder for variance.json and the PNG plots")
-    seed: int = _f(0, "seed of the masks, the probe choice and a preset's initialisation")
-    device: str = _f("auto", "auto, cpu, cuda, ...")
-    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
-    progress: bool = _f(True, "show the estimate and a progress bar")
 
 
 def strategy_list(strategies: Sequence[str]) -> list[str]:
