@@ -176,6 +176,33 @@ def _as_list(value: Any, cast: type, message: str) -> list:
         raise FemlmError(f"{message}, got {value!r}") from None
 
 
+def check_config(cfg: TrainConfig, world: int = 1) -> None:
+    """Reject impossible settings before any work is done (one-line errors)."""
+    from femlm.masking import resolve_views_rate  # torch: only when a run is checked
+
+    resolve_views_rate(cfg.strategy, cfg.views, cfg.rate)
+    if not cfg.data:
+        raise FemlmError("no training data: give --data FILE [FILE ...]")
+    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.max_steps < 1:
+        raise FemlmError("batch_size, grad_accum and max_steps must be positive")
+    if cfg.batch_size % (cfg.grad_accum * world):
+        raise FemlmError(
+            f"batch_size {cfg.batch_size} must be divisible by grad_accum x processes "
+            f"({cfg.grad_accum} x {world})"
+        )
+    if cfg.schedule not in ("linear", "cosine", "constant"):
+        raise FemlmError(f"schedule must be linear, cosine or constant, got {cfg.schedule!r}")
+    if cfg.variance_every and cfg.variance_sequences < 3:
+        raise FemlmError("--variance-sequences must be at least 3 (the estimator needs them)")
+    if not 0 < cfg.eval_rate < 1:
+        raise FemlmError(f"eval_rate must be in (0, 1), got {cfg.eval_rate}")
+    m, r = cfg.eval_mask_prob, cfg.eval_random_prob
+    if min(m, r) < 0 or m + r > 1:
+        raise FemlmError(
+            f"eval_mask_prob and eval_random_prob must be >= 0 with a sum <= 1, got {m} and {r}"
+        )
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """One ``--flag`` per dataclass field, with its help; defaults stay unset
     (None) so that only flags the user typed override the file."""

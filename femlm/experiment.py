@@ -96,7 +96,7 @@ def run_config(exp: Experiment, variant: str, seed: int) -> TrainConfig:
     if exp.tokenizer and "tokenizer" not in values:
         values["tokenizer"] = exp.tokenizer["output"]
     cfg = from_dict(TrainConfig, values)
-    from femlm.train import check_config
+    from femlm.config import check_config
 
     check_config(cfg)
     return cfg

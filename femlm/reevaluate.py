@@ -35,12 +35,11 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Loss of ``run_dir/final`` on the run's fixed evaluation positions, inputs
     replaced as given; written to ``run_dir/eval-mask<m>-random<r>.json``."""
-    from femlm.config import TrainConfig, load_config
+    from femlm.config import TrainConfig, check_config, load_config
     from femlm.data import build_blocks, load_tokenizer
     from femlm.dist import Dist
     from femlm.evaluate import eval_batches_for, evaluate
     from femlm.model import build_model, pick_device
-    from femlm.train import check_config
 
     run = Path(run_dir)
     if not (run / CONFIG_FILE).is_file() or not (run / "final").is_dir():

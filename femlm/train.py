@@ -1,4 +1,4 @@
-"""The training loop: one function, read top to bottom in :func:`pretrain`.
+"""The training loop, read top to bottom in :func:`_pretrain`.
 
 Data order and masks are pure functions of (seed, step): step ``s`` takes the
 sequences ``perm_e[i*B : (i+1)*B]`` of epoch ``e = s // steps_per_epoch``, and
@@ -13,12 +13,12 @@ process's with the same global batch.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,11 @@ from torch import Tensor, nn
 from femlm import checkpoint as ckpt
 from femlm import dist as distributed
 from femlm.collator import MaskingCollator
-from femlm.config import TrainConfig, load_config, save_config, to_dict
+from femlm.config import TrainConfig, check_config, load_config, save_config, to_dict
 from femlm.errors import FemlmError
 from femlm.evaluate import eval_batches_for, evaluate, unigram_loss
+from femlm.files import MetricsLog
 from femlm.keyed import mix_ints
-from femlm.masking import resolve_views_rate
 from femlm.model import build_model, count_parameters, mlm_loss_sum
 
 log = logging.getLogger("femlm")
@@ -59,34 +59,58 @@ def pretrain(cfg: TrainConfig, resume: bool = False) -> Path:
         distributed.shutdown(d)
 
 
+@dataclass
+class _Run:
+    """What the loop reads and updates; built, or restored, by :func:`_setup`."""
+
+    model: nn.Module
+    objective: nn.Module  # the model under DDP and torch.compile, when enabled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    collator: MaskingCollator
+    train_set: Any
+    eval_set: Any
+    eval_batches: list[dict[str, Tensor]]
+    tokenizer: Any
+    metrics: MetricsLog
+    autocast: Any  # bf16 autocast, or a null context
+    step: int
+    elapsed: float
+
+
 def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
+    run = _setup(cfg, resume, d)
+    bar = _progress(cfg, d, run.step)
+    while run.step < cfg.max_steps:
+        t0 = time.perf_counter()
+        loss_sum, total, tokens = _train_step(cfg, d, run)
+        run.step += 1
+        step_loss = d.sum([loss_sum])[0] / max(total, 1.0)
+        seconds = time.perf_counter() - t0
+        run.elapsed += seconds  # training time only, carried across resumes
+        _bookkeeping(cfg, d, run, bar, step_loss, tokens / seconds)
+    bar.close()
+    final = Path(cfg.out_dir) / "final"
+    if d.main:
+        _save_final(run.model, run.tokenizer, cfg, final)
+        log.info("saved %s (load with AutoModelForMaskedLM.from_pretrained)", final)
+    d.barrier()
+    return final
+
+
+def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
+    """Data, model, optimizer and metrics; the newest checkpoint's state on ``resume``."""
     check_config(cfg, d.world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
-    ckpt_dir = out / "checkpoints"
-    start = _resume_point(ckpt_dir, resume) if d.main else None
+    start = _resume_point(out / "checkpoints", resume) if d.main else None
     torch.manual_seed(cfg.seed)
 
-    from femlm.data import build_blocks, load_tokenizer
+    from femlm.data import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
-    if not d.main:
-        d.barrier()  # rank 0 tokenises first; the others then read its cache
-    blocks = build_blocks(
-        cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
-        cfg.validation_fraction, seed=0, progress=cfg.progress and d.main,
-    )  # fmt: skip
-    if d.main:
-        d.barrier()
-    train_set, eval_set = blocks["train"], blocks["validation"]
-    steps_per_epoch = len(train_set) // cfg.batch_size
-    if steps_per_epoch == 0:
-        raise FemlmError(
-            f"the corpus has {len(train_set)} training blocks of {cfg.max_length} tokens, "
-            f"fewer than one batch of {cfg.batch_size}; add text or lower --batch-size/--max-length"
-        )
-
+    train_set, eval_set = _blocks(cfg, d, tokenizer)
     model = build_model(cfg.model, tokenizer, cfg.max_length, cfg.dropout).to(d.device)
     objective: nn.Module = MLMObjective(model)
     if d.active:
@@ -102,19 +126,10 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
     )  # fmt: skip
     eval_batches = eval_batches_for(cfg, tokenizer, eval_set, d.rank, d.world)
 
-    step, elapsed = 0, 0.0
     if d.active:
         start = _broadcast_path(start)
-    if start is not None:
-        state = ckpt.load_checkpoint(start, model)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if torch.cuda.is_available() and "cuda_rng" in state:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        step = int(state["step"])
-        elapsed = float(state.get("elapsed", 0.0))
-    metrics = _Metrics(out, d.main, truncate_after=step)
+    step, elapsed = _restore(start, model, optimizer, scheduler) if start else (0, 0.0)
+    metrics = MetricsLog(out, d.main, truncate_after=step)
     if d.main and step == 0:
         # The loss of predicting eval targets from training token frequencies:
         # a run that does not go well below it has learnt nothing but unigrams.
@@ -124,97 +139,101 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
         save_config(cfg, out / ckpt.CONFIG_FILE)
         log.info(
             "model %s: %.2fM parameters; %d training blocks (%d steps/epoch), %d eval sequences; %s",
-            cfg.model, count_parameters(model) / 1e6, len(train_set), steps_per_epoch,
+            cfg.model, count_parameters(model) / 1e6, len(train_set), len(train_set) // cfg.batch_size,
             sum(len(b["input_ids"]) for b in eval_batches), f"resuming at step {step}" if step else "from step 0",
         )  # fmt: skip
+    return _Run(
+        model, objective, optimizer, scheduler, collator, train_set, eval_set, eval_batches,
+        tokenizer, metrics, _autocast(cfg, d.device), step, elapsed,
+    )  # fmt: skip
 
-    autocast = _autocast(cfg, d.device)
-    bar = _progress(cfg, d, step)
-    while step < cfg.max_steps:
-        # ---- one optimizer step: every view of every sequence of the step ----
-        t0 = time.perf_counter()
-        model.train()
-        micro = list(_micro_batches(cfg, train_set, collator, step, d))
-        local = [float((b["labels"] != -100).sum()) for b in micro]
-        total = d.sum([sum(local)])[0]  # predicted tokens of the whole step, all ranks
-        loss_sum = 0.0
-        for i, batch in enumerate(micro):
-            batch = {k: v.to(d.device, non_blocking=True) for k, v in batch.items()}
-            sync = nullcontext() if (not d.active or i == len(micro) - 1) else objective.no_sync()
-            with sync, autocast:
-                loss, _ = objective(batch)
-                # DDP averages gradients over ranks; scale so the result is the
-                # mean over every predicted token of the step.
-                scaled = loss * (d.world / max(total, 1.0))
-            _backward(scaled)
-            loss_sum += float(loss.detach())
-        if cfg.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
 
-        # ---- bookkeeping: logs, evaluation, checkpoints ----
-        step_loss = d.sum([loss_sum])[0] / max(total, 1.0)
-        tokens = sum(b["input_ids"].numel() for b in micro) * d.world
-        seconds = time.perf_counter() - t0
-        elapsed += seconds  # training time only, carried across resumes
-        rate = tokens / seconds
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rate:,.0f}")
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            metrics.write(
-                step=step, loss=step_loss, lr=scheduler.get_last_lr()[0], tokens_per_s=rate
-            )
-        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
-            ev = evaluate(model, eval_batches, d, autocast)
-            metrics.write(
-                step=step, eval_loss=ev, eval_ppl=math.exp(min(ev, 50.0)), elapsed=elapsed
-            )
-            bar.write(f"step {step}: eval loss {ev:.4f} (ppl {math.exp(min(ev, 50.0)):.1f})")
-        if cfg.variance_every and step % cfg.variance_every == 0:
-            if d.main:
-                metrics.write(step=step, **_variance(model, tokenizer, eval_set, cfg))
-            d.barrier()
-        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
-            if d.main:
-                state = _training_state(step, optimizer, scheduler, elapsed)
-                ckpt.save_checkpoint(ckpt_dir, step, model, state, to_dict(cfg))
-                ckpt.prune(ckpt_dir, cfg.keep_last)
-            d.barrier()
-    bar.close()
-    final = out / "final"
+def _blocks(cfg: TrainConfig, d: distributed.Dist, tokenizer: Any) -> tuple[Any, Any]:
+    """The (train, validation) blocks; at least one batch of training blocks."""
+    from femlm.data import build_blocks
+
+    if not d.main:
+        d.barrier()  # rank 0 tokenises first; the others then read its cache
+    blocks = build_blocks(
+        cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
+        cfg.validation_fraction, seed=0, progress=cfg.progress and d.main,
+    )  # fmt: skip
     if d.main:
-        _save_final(model, tokenizer, cfg, final)
-        log.info("saved %s (load with AutoModelForMaskedLM.from_pretrained)", final)
-    d.barrier()
-    return final
+        d.barrier()
+    train_set = blocks["train"]
+    if len(train_set) < cfg.batch_size:
+        raise FemlmError(
+            f"the corpus has {len(train_set)} training blocks of {cfg.max_length} tokens, "
+            f"fewer than one batch of {cfg.batch_size}; add text or lower --batch-size/--max-length"
+        )
+    return train_set, blocks["validation"]
 
 
-def check_config(cfg: TrainConfig, world: int = 1) -> None:
-    """Reject impossible settings before any work is done (one-line errors)."""
-    resolve_views_rate(cfg.strategy, cfg.views, cfg.rate)
-    if not cfg.data:
-        raise FemlmError("no training data: give --data FILE [FILE ...]")
-    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.max_steps < 1:
-        raise FemlmError("batch_size, grad_accum and max_steps must be positive")
-    if cfg.batch_size % (cfg.grad_accum * world):
-        raise FemlmError(
-            f"batch_size {cfg.batch_size} must be divisible by grad_accum x processes "
-            f"({cfg.grad_accum} x {world})"
-        )
-    if cfg.schedule not in ("linear", "cosine", "constant"):
-        raise FemlmError(f"schedule must be linear, cosine or constant, got {cfg.schedule!r}")
-    if cfg.variance_every and cfg.variance_sequences < 3:
-        raise FemlmError("--variance-sequences must be at least 3 (the estimator needs them)")
-    if not 0 < cfg.eval_rate < 1:
-        raise FemlmError(f"eval_rate must be in (0, 1), got {cfg.eval_rate}")
-    m, r = cfg.eval_mask_prob, cfg.eval_random_prob
-    if min(m, r) < 0 or m + r > 1:
-        raise FemlmError(
-            f"eval_mask_prob and eval_random_prob must be >= 0 with a sum <= 1, got {m} and {r}"
-        )
+def _restore(start: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> tuple[int, float]:
+    """Load checkpoint ``start`` into the model, optimizer, scheduler and RNG; (step, elapsed)."""
+    state = ckpt.load_checkpoint(start, model)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    if torch.cuda.is_available() and "cuda_rng" in state:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"]), float(state.get("elapsed", 0.0))
+
+
+def _train_step(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> tuple[float, float, int]:
+    """One optimizer step over every view of every sequence of step ``run.step``.
+
+    Returns this rank's loss sum and the step's predicted and read tokens, all ranks.
+    """
+    run.model.train()
+    micro = list(_micro_batches(cfg, run.train_set, run.collator, run.step, d))
+    local = [float((b["labels"] != -100).sum()) for b in micro]
+    total = d.sum([sum(local)])[0]  # predicted tokens of the whole step, all ranks
+    loss_sum = 0.0
+    for i, batch in enumerate(micro):
+        batch = {k: v.to(d.device, non_blocking=True) for k, v in batch.items()}
+        last = not d.active or i == len(micro) - 1  # DDP all-reduces on the last one only
+        sync = nullcontext() if last else run.objective.no_sync()
+        with sync, run.autocast:
+            loss, _ = run.objective(batch)
+            # DDP averages gradients over ranks; scale so the result is the
+            # mean over every predicted token of the step.
+            scaled = loss * (d.world / max(total, 1.0))
+        _backward(scaled)
+        loss_sum += float(loss.detach())
+    if cfg.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss_sum, total, sum(b["input_ids"].numel() for b in micro) * d.world
+
+
+def _bookkeeping(
+    cfg: TrainConfig, d: distributed.Dist, run: _Run, bar: Any, loss: float, rate: float
+) -> None:
+    """After step ``run.step``: progress, logs, evaluation, variance terms, checkpoints."""
+    step, metrics = run.step, run.metrics
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+    if step % cfg.log_every == 0 or step == cfg.max_steps:
+        metrics.write(step=step, loss=loss, lr=run.scheduler.get_last_lr()[0], tokens_per_s=rate)
+    if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
+        ev = evaluate(run.model, run.eval_batches, d, run.autocast)
+        ppl = math.exp(min(ev, 50.0))
+        metrics.write(step=step, eval_loss=ev, eval_ppl=ppl, elapsed=run.elapsed)
+        bar.write(f"step {step}: eval loss {ev:.4f} (ppl {ppl:.1f})")
+    if cfg.variance_every and step % cfg.variance_every == 0:
+        if d.main:
+            metrics.write(step=step, **_variance(run.model, run.tokenizer, run.eval_set, cfg))
+        d.barrier()
+    if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
+        if d.main:
+            ckpt_dir = Path(cfg.out_dir) / "checkpoints"
+            state = _training_state(step, run.optimizer, run.scheduler, run.elapsed)
+            ckpt.save_checkpoint(ckpt_dir, step, run.model, state, to_dict(cfg))
+            ckpt.prune(ckpt_dir, cfg.keep_last)
+        d.barrier()
 
 
 def _resume_point(ckpt_dir: Path, resume: bool) -> Path | None:
@@ -359,40 +378,6 @@ def _progress(cfg: TrainConfig, d: distributed.Dist, start: int) -> Any:
         total=cfg.max_steps, initial=start, disable=not (cfg.progress and d.main),
         desc=f"pretrain {cfg.strategy}", unit="step", dynamic_ncols=True,
     )  # fmt: skip
-
-
-class _Metrics:
-    """JSON lines in ``out/metrics.jsonl`` (and TensorBoard when installed), rank 0 only."""
-
-    def __init__(self, out: Path, enabled: bool, truncate_after: int) -> None:
-        self.enabled = enabled
-        self.path = out / "metrics.jsonl"
-        self.tb = None
-        if not enabled:
-            return
-        out.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():  # drop lines from after the checkpoint we resume from
-            keep = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= truncate_after
-            ]
-            self.path.write_text("".join(line + "\n" for line in keep))
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-        except ImportError:
-            pass
-
-    def write(self, step: int, **values: float) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(k, v, step)
 
 
 def run_from_files(config_path: str | None, overrides: dict[str, Any], resume: bool) -> Path:

@@ -293,9 +293,9 @@ def test_evaluate_rescores_the_fixed_positions_with_another_replacement(setup, t
 
 
 def test_evaluation_inputs_are_all_mask_by_default(setup):
+    from femlm.config import check_config
     from femlm.data import build_blocks, load_tokenizer
     from femlm.evaluate import eval_batches_for
-    from femlm.train import check_config
 
     tok = load_tokenizer(str(setup["tokenizer"]))
     blocks = build_blocks([str(setup["corpus"])], tok, 32, str(setup["cache"]), progress=False)
