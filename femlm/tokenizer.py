@@ -75,6 +75,15 @@ def train_wordpiece(
     tok.train_from_iterator(seen, trainer=trainer)
     if seen.count == 0:
         raise FemlmError("the corpus holds no documents: nothing to train a tokenizer on")
+    # The trainer breaks ties between equally frequent merges in hash-map order,
+    # which changes from process to process, so the same corpus gave different
+    # ids. WordPiece encodes by longest match against the vocabulary *set*; ids
+    # in sorted order (special tokens first) make them a function of the set.
+    learned = tok.get_vocab()
+    ordered = SPECIAL_TOKENS + sorted(t for t in learned if t not in SPECIAL_TOKENS)
+    tok.model = models.WordPiece(
+        {t: i for i, t in enumerate(ordered)}, unk_token="[UNK]", continuing_subword_prefix="##"
+    )
     tok.post_processor = bert_template(tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]"))
     log.info(
         "trained a WordPiece vocabulary of %d on %d documents", tok.get_vocab_size(), seen.count

@@ -9,6 +9,8 @@ import inspect
 import json
 import logging
 import random
+import subprocess
+import sys
 import tracemalloc
 
 import datasets
@@ -197,6 +199,20 @@ def test_trained_tokenizer_loads_with_autotokenizer(tok_dir):
     assert tokenizer.decode(ids, skip_special_tokens=True) == "kalo mine"  # uncased
     config = json.loads((tok_dir / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+
+
+def test_training_the_same_corpus_twice_gives_the_same_tokenizer(tmp_path, docs):
+    # The trainer's tie-breaking changes from process to process, so train in two.
+    corpus = write_txt(tmp_path / "c.txt", docs)
+    code = (
+        "import sys; from femlm import data; "
+        "data.train_tokenizer([sys.argv[1]], sys.argv[2], vocab_size=300, min_frequency=1, "
+        "progress=False)"
+    )
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(corpus), str(tmp_path / name)], check=True)
+    first, second = ((tmp_path / n / "tokenizer.json").read_bytes() for n in ("a", "b"))
+    assert first == second
 
 
 def test_train_tokenizer_keeps_other_files_and_rejects_empty_corpus(tmp_path, docs):
