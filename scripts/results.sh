@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-creates everything behind docs/results.md: the four experiment grids
+# Re-creates everything behind docs/results.md: the experiment grids
 # (resumable: run it again after an interruption and finished runs are
 # skipped) and their reports under docs/results/NAME/. Hours on 2 CPU cores;
 # each config states its measured time. The general and domain corpora need a
@@ -13,8 +13,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup.sh"
 cd "$root"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(scratch ablation adaptive continual)
+[ ${#names[@]} -gt 0 ] || names=(scratch ablation adaptive continual long calibrate)
 for name in "${names[@]}"; do
     femlm experiment "configs/$name.yaml" --no-report
+    femlm evaluate "runs/$name"  # every final model scored on hidden tokens (all [MASK])
+    if [ "$name" = continual ]; then
+        # the reference: the start model fine-tuned without continual pre-training
+        for task in debian bbc movies; do
+            femlm finetune --model runs/scratch/standard/seed-0/final --task "$task" \
+                --lrs 3e-4 1e-3 --seeds 0 1 2 --epochs 3 --max-train-examples 2000 \
+                --max-length 128 --out "runs/continual-reference/finetune-$task.json"
+        done
+    fi
     femlm report "runs/$name" --out "docs/results/$name"
 done
