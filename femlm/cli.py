@@ -143,6 +143,11 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="experiment YAML (see configs/)")
     p.add_argument("--out-dir", help="experiment folder (default: the file's out_dir)")
     p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        help="run only these variants (e.g. one per process, to split a grid between cores)",
+    )
     p.set_defaults(run=_run_experiment)
 
 
@@ -150,7 +155,7 @@ def _run_experiment(args: argparse.Namespace) -> None:
     from femlm.experiment import load_experiment, run_experiment
     from femlm.report import summary, write_report
 
-    folder = run_experiment(load_experiment(args.config, args.out_dir))
+    folder = run_experiment(load_experiment(args.config, args.out_dir), args.variants)
     print(summary(folder))
     if not args.no_report:
         print(f"report: {write_report(folder)}")

@@ -106,12 +106,21 @@ def run_dir(exp: Experiment, variant: str, seed: int) -> Path:
     return exp.out_dir / variant / f"seed-{seed}"
 
 
-def run_experiment(exp: Experiment) -> Path:
-    """Run every (variant, seed) not yet finished; return the experiment folder."""
+def run_experiment(exp: Experiment, variants: list[str] | None = None) -> Path:
+    """Run every (variant, seed) not yet finished; return the experiment folder.
+
+    ``variants`` restricts the grid to some variants, so that processes (or
+    machines sharing the folder) can split one experiment between them.
+    """
+    unknown = sorted(set(variants or []) - set(exp.runs))
+    if unknown:
+        raise FemlmError(
+            f"no variant {', '.join(unknown)} in this experiment; it has {', '.join(exp.runs)}"
+        )
     exp.out_dir.mkdir(parents=True, exist_ok=True)
     (exp.out_dir / "experiment.json").write_text(json.dumps(exp.source, indent=2) + "\n")
     _prepare_tokenizer(exp)
-    grid = [(v, s) for s in exp.seeds for v in exp.runs]
+    grid = [(v, s) for s in exp.seeds for v in exp.runs if not variants or v in variants]
     for i, (variant, seed) in enumerate(grid, 1):
         folder = run_dir(exp, variant, seed)
         log.info("[%d/%d] %s seed %d -> %s", i, len(grid), variant, seed, folder)

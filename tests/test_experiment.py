@@ -93,6 +93,17 @@ def test_finished_runs_are_skipped_and_interrupted_ones_resume(experiment, caplo
     assert steps.count(4) >= 1 and steps == sorted(steps)
 
 
+def test_variants_option_runs_only_those(experiment, tmp_path, caplog):
+    _, cfg = experiment
+    out = tmp_path / "split"
+    with caplog.at_level("INFO", logger="femlm"):
+        assert main(["experiment", str(cfg), "--out-dir", str(out), "--variants", "standard",
+                     "--no-report"]) == 0  # fmt: skip
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["standard"]
+    assert "[2/2] standard seed 1" in caplog.text
+    assert main(["experiment", str(cfg), "--variants", "nope"]) == 2
+
+
 def test_report_command_and_errors(experiment, tmp_path, capsys):
     root, _ = experiment
     assert main(["report", str(root / "runs"), "--out", str(tmp_path)]) == 0
@@ -129,6 +140,8 @@ def test_every_shipped_config_is_valid(monkeypatch):
     assert {c.stem for c in configs} >= {"scratch", "continual", "ablation", "adaptive"}
     for path in configs:
         exp = load_experiment(path)
+        if path.stem == "calibrate":  # a sweep of learning rates and sizes, not a comparison
+            continue
         assert len(exp.seeds) >= 3, f"{path.name}: claims need at least 3 seeds"
         assert "standard" in exp.runs and "fully-explored" in exp.runs
 
