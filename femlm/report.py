@@ -69,6 +69,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def fmt(values: list[float], digits: int = 3) -> str:
     m, s = mean_std(values)
+    if len(values) == 1:  # one seed: no spread to show
+        return f"{m:.{digits}f} (n=1)"
     return f"{m:.{digits}f} ± {s:.{digits}f} (n={len(values)})"
 
 
@@ -106,12 +108,17 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 
 def pick_baseline(folder: Path, variants: dict[str, list[Run]]) -> str:
-    """The standard-masking variant: named in the config, else 'standard', else the first."""
-    for name, values in read_config(folder).get("runs", {}).items():
-        values = values or {}
+    """The first standard-masking variant of the config (its own settings over
+    ``base``), else 'standard', else the config's first variant that ran."""
+    config = read_config(folder)
+    base, runs = config.get("base", {}) or {}, config.get("runs", {}) or {}
+    for name, values in runs.items():
+        values = {**base, **(values or {})}
         if values.get("strategy") == "random" and values.get("views", 1) == 1 and name in variants:
             return name
-    return "standard" if "standard" in variants else next(iter(variants))
+    if "standard" in variants:
+        return "standard"
+    return next((name for name in runs if name in variants), next(iter(variants)))
 
 
 def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[list[str], dict]:

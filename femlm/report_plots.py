@@ -44,7 +44,11 @@ def plot_curves(variants: dict[str, list[Run]], out: Path, x: str) -> Path:
         n = min(len(r.evals) for r in runs)
         xs = [statistics.fmean(r.evals[i][col] for r in runs) for i in range(n)]
         ys = [[r.evals[i][1] for r in runs] for i in range(n)]
-        ax.plot(xs, [statistics.fmean(y) for y in ys], label=f"{name} ({len(runs)} seeds)")
+        ax.plot(
+            xs,
+            [statistics.fmean(y) for y in ys],
+            label=f"{name} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
+        )
         ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], alpha=0.2)
         unigram = unigram or next((r.unigram for r in runs if r.unigram), None)
     if unigram:

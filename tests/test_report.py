@@ -223,3 +223,16 @@ def test_reevaluations_get_their_own_comparison_table(tmp_path):
     row = next(r for r in text.splitlines() if r.startswith("| fe-allmask |"))
     assert "| -1.0000 |" in row and row.endswith("| lower (better) |")
     assert "| fe-K2 |" not in text, "variants without a re-evaluation are left out"
+
+
+def test_a_sweep_of_standard_runs_compares_against_its_first_variant(tmp_path):
+    # strategy in `base` only, variants differing in lr, one seed each: the
+    # baseline is the config's first variant (not the alphabetically first)
+    runs = {"tiny-lr2e-3": {"lr": 0.002}, "mini-lr1e-3": {"model": "mini", "lr": 0.001}}
+    root = make_experiment(tmp_path / "exp", runs, {"tiny-lr2e-3": [5.0], "mini-lr1e-3": [5.5]})
+    config = {"name": "sweep", "base": {"strategy": "random", "views": 1}, "runs": runs}
+    (root / "experiment.json").write_text(json.dumps(config))
+    report = write_report(root).read_text()
+    assert "baseline `tiny-lr2e-3`'s mean final validation loss, 5.0000" in report
+    row = next(line for line in section(report, "Every comparison").splitlines() if "mini" in line)
+    assert row.startswith("| mini-lr1e-3 | 5.5000 (n=1) | +0.5000 |") and "±" not in row
