@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.checkpoint import list_checkpoints
-from femlm.config import TrainConfig, from_dict, read_config_file
+from femlm.config import TrainConfig, check_config, from_dict, read_config_file
 from femlm.errors import FemlmError
 from femlm.files import write_json
 
@@ -96,8 +96,6 @@ def run_config(exp: Experiment, variant: str, seed: int) -> TrainConfig:
     if exp.tokenizer and "tokenizer" not in values:
         values["tokenizer"] = exp.tokenizer["output"]
     cfg = from_dict(TrainConfig, values)
-    from femlm.config import check_config
-
     check_config(cfg)
     return cfg
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from femlm.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, verify
 from femlm.cli import main
-from femlm.config import TrainConfig, load_config
+from femlm.config import TrainConfig, check_config, load_config
 from femlm.errors import FemlmError
 
 WORDS = (
@@ -293,7 +293,6 @@ def test_evaluate_rescores_the_fixed_positions_with_another_replacement(setup, t
 
 
 def test_evaluation_inputs_are_all_mask_by_default(setup):
-    from femlm.config import check_config
     from femlm.data import build_blocks, load_tokenizer
     from femlm.evaluate import eval_batches_for
 
