@@ -148,6 +148,7 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         help="run only these variants (e.g. one per process, to split a grid between cores)",
     )
+    p.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
     p.set_defaults(run=_run_experiment)
 
 
@@ -155,7 +156,7 @@ def _run_experiment(args: argparse.Namespace) -> None:
     from femlm.experiment import load_experiment, run_experiment
     from femlm.report import summary, write_report
 
-    folder = run_experiment(load_experiment(args.config, args.out_dir), args.variants)
+    folder = run_experiment(load_experiment(args.config, args.out_dir), args.variants, args.seeds)
     print(summary(folder))
     if not args.no_report:
         print(f"report: {write_report(folder)}")

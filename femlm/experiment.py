@@ -45,6 +45,7 @@ class Experiment:
     seeds: list[int]
     base: dict[str, Any]
     runs: dict[str, dict[str, Any]]
+    run_seeds: dict[str, list[int]] = field(default_factory=dict)
     tokenizer: dict[str, Any] | None = None
     finetune: dict[str, Any] | None = None
     variance: dict[str, Any] | None = None
@@ -73,12 +74,16 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Expe
         raise FemlmError(f"{path}: no runs to compare (give a 'runs' mapping)")
     os.environ.setdefault("FEMLM_CACHE", str(Path.home() / ".cache" / "femlm"))
     data = expand(raw)
+    runs = {str(k): dict(v or {}) for k, v in data["runs"].items()}
+    # A variant may name its own seeds (e.g. fewer for an added comparison).
+    run_seeds = {k: [int(s) for s in v.pop("seeds")] for k, v in runs.items() if "seeds" in v}
     exp = Experiment(
         name=str(data.get("name", Path(path).stem)),
         out_dir=Path(out_dir or data.get("out_dir", f"runs/{Path(path).stem}")),
         seeds=[int(s) for s in data.get("seeds", [0])],
         base=dict(data.get("base", {})),
-        runs={str(k): dict(v or {}) for k, v in data["runs"].items()},
+        runs=runs,
+        run_seeds=run_seeds,
         tokenizer=data.get("tokenizer"),
         finetune=data.get("finetune"),
         variance=data.get("variance"),
@@ -100,14 +105,20 @@ def run_config(exp: Experiment, variant: str, seed: int) -> TrainConfig:
     return cfg
 
 
+def seeds_of(exp: Experiment, variant: str) -> list[int]:
+    return exp.run_seeds.get(variant, exp.seeds)
+
+
 def run_dir(exp: Experiment, variant: str, seed: int) -> Path:
     return exp.out_dir / variant / f"seed-{seed}"
 
 
-def run_experiment(exp: Experiment, variants: list[str] | None = None) -> Path:
+def run_experiment(
+    exp: Experiment, variants: list[str] | None = None, seeds: list[int] | None = None
+) -> Path:
     """Run every (variant, seed) not yet finished; return the experiment folder.
 
-    ``variants`` restricts the grid to some variants, so that processes (or
+    ``variants`` and ``seeds`` restrict the grid, so that processes (or
     machines sharing the folder) can split one experiment between them.
     """
     unknown = sorted(set(variants or []) - set(exp.runs))
@@ -118,7 +129,16 @@ def run_experiment(exp: Experiment, variants: list[str] | None = None) -> Path:
     exp.out_dir.mkdir(parents=True, exist_ok=True)
     (exp.out_dir / "experiment.json").write_text(json.dumps(exp.source, indent=2) + "\n")
     _prepare_tokenizer(exp)
-    grid = [(v, s) for s in exp.seeds for v in exp.runs if not variants or v in variants]
+    every = sorted({s for v in exp.runs for s in seeds_of(exp, v)})
+    missing = sorted(set(seeds or []) - set(every))
+    if missing:
+        raise FemlmError(f"no seed {missing} in this experiment; it has {every}")
+    grid = [
+        (v, s)
+        for s in every
+        for v in exp.runs
+        if s in seeds_of(exp, v) and (not variants or v in variants) and (not seeds or s in seeds)
+    ]
     for i, (variant, seed) in enumerate(grid, 1):
         folder = run_dir(exp, variant, seed)
         log.info("[%d/%d] %s seed %d -> %s", i, len(grid), variant, seed, folder)
@@ -178,10 +198,11 @@ def _variance_once(exp: Experiment, folder: Path) -> None:
     from femlm.variance import VarianceConfig, run_variance
 
     spec = {k: v for k, v in exp.variance.items() if k not in _RUNNER_KEYS}
-    # Probe the run's own validation blocks unless the spec says otherwise.
-    shared = {
-        k: exp.base[k] for k in ("data", "cache_dir", "max_length", "text_field") if k in exp.base
-    }
+    # Probe the run's own validation blocks with the run's replacement policy
+    # (80/10/10 or all [MASK]) unless the spec says otherwise.
+    trained = json.loads((folder / "femlm_config.json").read_text())
+    keys = ("data", "cache_dir", "max_length", "text_field", "mask_prob", "random_prob")
+    shared = {k: trained[k] for k in keys if k in trained}
     values = {**shared, **spec, "model": str(folder / "final"), "out_dir": str(folder / "variance")}
     result = run_variance(from_dict(VarianceConfig, values))
     write_json(result, target)

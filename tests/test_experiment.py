@@ -169,3 +169,40 @@ def test_ranking_check_reads_the_variance_estimates(tmp_path):
         in text
     )
     assert "not settled" not in text
+
+
+def test_variant_seeds_and_the_seeds_option_pick_the_grid(experiment, tmp_path, caplog):
+    _, cfg = experiment
+    text = cfg.read_text().replace(
+        "runs:\n", "runs:\n  added: {strategy: random, views: 2, batch_size: 2, seeds: [1]}\n"
+    )
+    (tmp_path / "more.yaml").write_text(text)
+    exp = load_experiment(tmp_path / "more.yaml")
+    assert exp.run_seeds == {"added": [1]} and "seeds" not in exp.runs["added"]
+    out = tmp_path / "more"
+    with caplog.at_level("INFO", logger="femlm"):
+        assert main(["experiment", str(tmp_path / "more.yaml"), "--out-dir", str(out),
+                     "--seeds", "1", "--no-report"]) == 0  # fmt: skip
+    made = sorted(str(p.relative_to(out)) for p in out.glob("*/seed-*"))
+    assert made == ["added/seed-1", "fully-explored/seed-1", "standard/seed-1"]
+    assert "[3/3]" in caplog.text
+    assert main(["experiment", str(tmp_path / "more.yaml"), "--seeds", "7"]) == 2
+
+
+def test_variance_probe_uses_the_runs_replacement_policy(tmp_path, monkeypatch):
+    import femlm.variance
+    from femlm.experiment import Experiment, _variance_once
+
+    seen = []
+    monkeypatch.setattr(femlm.variance, "run_variance", lambda cfg: seen.append(cfg) or {})
+    folder = tmp_path / "fe-allmask" / "seed-0"
+    folder.mkdir(parents=True)
+    trained = {"data": ["c.txt"], "max_length": 32, "mask_prob": 1.0, "random_prob": 0.0}
+    (folder / "femlm_config.json").write_text(json.dumps(trained))
+    exp = Experiment("x", tmp_path, [0], {}, {"fe-allmask": {}}, variance={"sequences": 3})
+    _variance_once(exp, folder)
+    assert (seen[0].mask_prob, seen[0].random_prob, seen[0].data) == (1.0, 0.0, ["c.txt"])
+    exp.variance = {"sequences": 3, "mask_prob": 0.8, "random_prob": 0.1}
+    (folder / "variance.json").unlink()
+    _variance_once(exp, folder)
+    assert (seen[1].mask_prob, seen[1].random_prob) == (0.8, 0.1), "the spec overrides the run"
