@@ -154,14 +154,27 @@ def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[lis
 VERDICTS = {"lower": "lower (better)", "higher": "higher (worse)", "tie": "tie within noise"}
 
 
+def paired(a: list[Run], b: list[Run]) -> str:
+    """Per-seed differences of final losses over the seeds both ran (a seed fixes the
+    initial weights, so pairing removes that part of the spread): mean, 2 SE, wins."""
+    finals = {r.seed: r.final for r in b}
+    diffs = [r.final - finals[r.seed] for r in a if r.seed in finals]
+    if len(diffs) < 2:
+        return "n/a (fewer than 2 shared seeds)"
+    m, s = mean_std(diffs)
+    lower = sum(d < 0 for d in diffs)
+    return f"{m:+.4f} ± {2 * s / math.sqrt(len(diffs)):.4f}, lower in {lower} of {len(diffs)}"
+
+
 def comparison_table(
     variants: dict[str, list[Run]], reference: str, label: str = "final val loss"
 ) -> list[str]:
     """Every other variant's mean final loss minus ``reference``'s, the 2-SE bar, a verdict."""
     ref = [r.final for r in variants[reference]]
     lines = [
-        f"| variant | {label} | mean minus `{reference}`'s | 2 SE | verdict |",
-        "|---|---|---|---|---|",
+        f"| variant | {label} | mean minus `{reference}`'s | 2 SE | verdict "
+        "| paired by seed: mean difference ± 2 SE, seeds lower |",
+        "|---|---|---|---|---|---|",
     ]
     for name, runs in variants.items():
         if name == reference:
@@ -172,7 +185,7 @@ def comparison_table(
             verdict = "tie (fewer than 2 seeds: no noise estimate)"
         lines.append(
             f"| {name} | {fmt(finals, 4)} | {mean_std(finals)[0] - mean_std(ref)[0]:+.4f} | "
-            f"{two_se(finals, ref):.4f} | {verdict} |"
+            f"{two_se(finals, ref):.4f} | {verdict} | {paired(runs, variants[reference])} |"
         )
     return lines
 
@@ -181,7 +194,9 @@ def comparisons_section(variants: dict[str, list[Run]], baseline: str) -> list[s
     """All pairwise verdicts against the baseline (and against `fully-explored`), not a pick."""
     lines = [
         f"Each variant against the baseline `{baseline}`: the difference of mean final "
-        "validation losses, and twice its standard error over seeds, the gap it must exceed.",
+        "validation losses, and twice its standard error over seeds, the gap it must exceed "
+        "(the verdict). The last column pairs runs of the same seed, which share initial "
+        "weights; it is shown, not used for the verdict.",
         "",
         *comparison_table(variants, baseline),
         "",

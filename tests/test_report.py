@@ -108,9 +108,16 @@ def test_every_comparison_against_the_baseline(report):
         "-0.5000",
         "0.0163",
         "lower (better)",
+        "-0.5000 ± 0.0000, lower in 3 of 3",
     ]
-    assert rows["fe-K2"][1:] == ["+0.5000", "0.0163", "higher (worse)"]
-    assert rows["fe-K4"][1:] == ["+0.0500", "0.2312", "tie within noise"]
+    assert rows["fe-K2"][1:4] == ["+0.5000", "0.0163", "higher (worse)"]
+    # fe-K4 is 0.05 above in seed 0, 0.24 above in seed 1, 0.14 below in seed 2
+    assert rows["fe-K4"][1:] == [
+        "+0.0500",
+        "0.2312",
+        "tie within noise",
+        "+0.0500 ± 0.2194, lower in 1 of 3",
+    ]
     # The threshold is the one `compare` uses.
     expected = 2 * math.sqrt(0.2**2 / 3 + 0.01**2 / 3)
     assert two_se(FINALS["fe-K4"], FINALS["standard"]) == pytest.approx(expected)
@@ -121,8 +128,8 @@ def test_every_comparison_against_fully_explored(report):
     _, text = report
     rows = table_rows(section(text, "Every comparison").split("against `fully-explored`")[1])
     assert set(rows) == {"variant", "standard", "fe-K2", "fe-K4", "fe-allmask"}
-    assert rows["standard"][1:] == ["+0.5000", "0.0163", "higher (worse)"]
-    assert rows["fe-allmask"][1:] == ["+0.1000", "0.0163", "higher (worse)"]
+    assert rows["standard"][1:4] == ["+0.5000", "0.0163", "higher (worse)"]
+    assert rows["fe-allmask"][1:4] == ["+0.1000", "0.0163", "higher (worse)"]
     assert rows["fe-K4"][3] == "higher (worse)"
 
 
@@ -221,7 +228,7 @@ def test_reevaluations_get_their_own_comparison_table(tmp_path):
     text = section(write_report(root).read_text(), "Re-evaluation with another replacement policy")
     assert "100% `[MASK]` and 0% random" in text
     row = next(r for r in text.splitlines() if r.startswith("| fe-allmask |"))
-    assert "| -1.0000 |" in row and row.endswith("| lower (better) |")
+    assert "| -1.0000 |" in row and "| lower (better) | -1.0000 ± 0.0000, lower in 3 of 3 |" in row
     assert "| fe-K2 |" not in text, "variants without a re-evaluation are left out"
 
 
@@ -236,3 +243,16 @@ def test_a_sweep_of_standard_runs_compares_against_its_first_variant(tmp_path):
     assert "baseline `tiny-lr2e-3`'s mean final validation loss, 5.0000" in report
     row = next(line for line in section(report, "Every comparison").splitlines() if "mini" in line)
     assert row.startswith("| mini-lr1e-3 | 5.5000 (n=1) | +0.5000 |") and "±" not in row
+
+
+def test_paired_differences_use_only_the_seeds_both_ran():
+    from femlm.report import Run, paired
+
+    def runs(finals: dict[int, float]) -> list[Run]:
+        return [Run(s, [(10, f, 0.0)], None) for s, f in finals.items()]
+
+    # Seeds spread by 1 nat, but `a` is 0.1 lower in each shared seed: pairing sees it.
+    a = runs({0: 5.0, 1: 6.0, 2: 7.1})
+    b = runs({0: 5.1, 1: 6.1, 2: 7.0, 3: 9.0, 4: 9.5})
+    assert paired(a, b) == "-0.0333 ± 0.1333, lower in 2 of 3"
+    assert paired(runs({0: 5.0}), b) == "n/a (fewer than 2 shared seeds)"
