@@ -359,6 +359,9 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md += [f"![validation loss vs steps]({plots[0].name})", ""]
     md += [f"![validation loss vs time]({plots[1].name})", ""]
     md += ["## Every comparison", "", *comparisons_section(variants, baseline)]
+    from femlm.report_pairs import pairs_section
+
+    md += [*pairs_section(read_config(folder), variants), ""]
     md += ["## Ablations", "", *ablation_section(variants, baseline, read_config(folder), out)]
     if rescored := reevaluation_section(variants, baseline):
         md += ["## Re-evaluation with another replacement policy", "", *rescored]

@@ -126,7 +126,8 @@ def test_every_comparison_against_the_baseline(report):
 
 def test_every_comparison_against_fully_explored(report):
     _, text = report
-    rows = table_rows(section(text, "Every comparison").split("against `fully-explored`")[1])
+    after = section(text, "Every comparison").split("against `fully-explored`")[1]
+    rows = table_rows(after.split("Each fully-explored variant against every")[0])
     assert set(rows) == {"variant", "standard", "fe-K2", "fe-K4", "fe-allmask"}
     assert rows["standard"][1:4] == ["+0.5000", "0.0163", "higher (worse)"]
     assert rows["fe-allmask"][1:4] == ["+0.1000", "0.0163", "higher (worse)"]
@@ -256,3 +257,32 @@ def test_paired_differences_use_only_the_seeds_both_ran():
     b = runs({0: 5.1, 1: 6.1, 2: 7.0, 3: 9.0, 4: 9.5})
     assert paired(a, b) == "-0.0333 ± 0.1333, lower in 2 of 3"
     assert paired(runs({0: 5.0}), b) == "n/a (fewer than 2 shared seeds)"
+
+
+def test_fair_pairs_differ_only_in_masking_and_mask_the_same_share():
+    from femlm.report_pairs import counterparts
+
+    runs = {
+        **RUNS,
+        "fully-explored": {**RUNS["fully-explored"], "variance_every": 100},  # measurement only
+        "standard-allmask": {**RUNS["standard"], "mask_prob": 1.0, "random_prob": 0.0},
+        "standard-r50": {**RUNS["standard"], "rate": 0.5},
+        "random-K": {"strategy": "random", "views": 7, "batch_size": 4},  # default rate 0.15
+        "standard-lr": {**RUNS["standard"], "lr": 0.01},  # trains differently: no pair
+    }
+    cfg = {"base": {"lr": 0.002}, "runs": runs}
+    found = counterparts(cfg, dict.fromkeys([*runs, "not-in-config"]))
+    assert sorted(found) == [
+        ("fe-K2", "standard-r50"),
+        ("fe-allmask", "standard-allmask"),
+        ("fully-explored", "random-K"),
+        ("fully-explored", "standard"),
+    ]
+
+
+def test_report_lists_the_fair_pairs(report):
+    _, text = report
+    rows = table_rows(section(text, "Every comparison").split("FE variant |")[1])
+    assert rows["fully-explored"][:2] == ["3.5000 ± 0.0100 (n=3)", "standard"]
+    assert rows["fully-explored"][3:6] == ["-0.5000", "0.0163", "lower (better)"]
+    assert [k for k in rows if not k.startswith("---")] == ["fully-explored"]
