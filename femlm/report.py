@@ -33,11 +33,20 @@ class Run:
         return self.evals[-1][1]
 
 
+def unfinished(run_folder: Path) -> bool:
+    """A run femlm started (it saved its config) that has not written ``final/``."""
+    return (run_folder / "femlm_config.json").is_file() and not (run_folder / "final").is_dir()
+
+
 def load_runs(folder: Path) -> dict[str, list[Run]]:
-    """``{variant: [Run per seed]}`` for every finished or partial run under ``folder``."""
+    """``{variant: [Run per seed]}`` for every finished run under ``folder``: a run
+    still training (or interrupted) would enter comparisons with a loss it has
+    not finished lowering."""
     variants: dict[str, list[Run]] = {}
     for metrics in sorted(folder.glob("*/seed-*/metrics.jsonl")):
         run_folder = metrics.parent
+        if unfinished(run_folder):
+            continue
         rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
         evals = [
             (r["step"], r["eval_loss"], r.get("elapsed", math.nan))
@@ -57,8 +66,16 @@ def load_runs(folder: Path) -> dict[str, list[Run]]:
             run.variance = json.loads((run_folder / "variance.json").read_text())
         variants.setdefault(run_folder.parent.name, []).append(run)
     if not variants:
-        raise FemlmError(f"no runs with evaluations under {folder}")
+        raise FemlmError(f"no finished runs with evaluations under {folder}")
     return variants
+
+
+def unfinished_note(folder: Path) -> list[str]:
+    left = [f"`{p.parent.name}` seed {p.name.split('-', 1)[1]}"
+            for p in sorted(folder.glob("*/seed-*")) if unfinished(p)]  # fmt: skip
+    if not left:
+        return []
+    return [f"Left out, not finished (still training or interrupted): {', '.join(left)}.", ""]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -255,40 +272,6 @@ def eval_note(folder: Path) -> list[str]:
     return [*lines, ""]
 
 
-def _seed_accuracies(runs: list[Run], task: str) -> list[float]:
-    """Test accuracy per pre-training seed, the mean over its fine-tuning seeds."""
-    found = (r.finetune[task].get("runs", []) for r in runs if task in r.finetune)
-    return [statistics.fmean(x["test_accuracy"] for x in seeds) for seeds in found if seeds]
-
-
-def _chosen_lrs(runs: list[Run], task: str) -> str:
-    lrs = sorted({r.finetune[task]["lr"] for r in runs if r.finetune.get(task, {}).get("lr")})
-    return ", ".join(f"{lr:.0e}" for lr in lrs) or "—"
-
-
-def downstream_table(variants: dict[str, list[Run]]) -> list[str]:
-    tasks = sorted({t for runs in variants.values() for r in runs for t in r.finetune})
-    if not tasks:
-        return ["No fine-tuning results."]
-    lines = [
-        "| variant | task | test accuracy | test macro-F1 | lr (chosen on dev) |",
-        "|---|---|---|---|---|",
-    ]
-    for name, runs in variants.items():
-        for task in tasks:
-            acc, f1 = [], []
-            for r in runs:
-                for seed in r.finetune.get(task, {}).get("runs", []):
-                    acc.append(seed["test_accuracy"])
-                    f1.append(seed["test_macro_f1"])
-            if acc:
-                lines.append(
-                    f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {_chosen_lrs(runs, task)} |"
-                )
-    lines += ["", "Spread is over all (pre-training seed, fine-tuning seed) pairs."]
-    return lines
-
-
 # Keyed by ``compare`` with FE first and lower meaning better.
 CLAIM_VERDICTS = {
     "lower": "reproduced",
@@ -315,26 +298,9 @@ def claims_table(variants: dict[str, list[Run]], baseline: str, eff: dict) -> li
 
     lines += variance_claims(variants[fe], fe)
     if baseline != fe:
-        lines += _downstream_claims(variants, fe, baseline)
-    return lines
+        from femlm.report_downstream import downstream_claims
 
-
-def _downstream_claims(variants: dict[str, list[Run]], fe: str, baseline: str) -> list[str]:
-    """FE vs baseline test accuracy per task, one value per pre-training seed.
-
-    Fine-tuning seeds of one pre-trained model are averaged first: they share
-    that model, so counting them as independent would understate the noise.
-    """
-    lines = []
-    tasks = sorted({t for runs in variants.values() for r in runs for t in r.finetune})
-    for task in tasks:
-        a, b = _seed_accuracies(variants[fe], task), _seed_accuracies(variants[baseline], task)
-        # Higher accuracy is better: baseline lower than FE is FE's win.
-        verdict = CLAIM_VERDICTS[compare(b, a)]
-        lines.append(
-            f"| FE pre-training helps downstream ({task}) | test accuracy per pre-training seed "
-            f"(mean over fine-tuning seeds) {fe} {fmt(a)} vs {baseline} {fmt(b)} | {verdict} |"
-        )
+        lines += downstream_claims(variants, fe, baseline)
     return lines
 
 
@@ -355,7 +321,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md = [f"# Report: {folder.name}", ""]
     if unigram:
         md += [f"Unigram baseline (eval targets from training token frequencies): {unigram:.4f}"]
-    md += ["", *eval_note(folder), "## Efficiency", "", *eff_lines, ""]
+    md += ["", *eval_note(folder), *unfinished_note(folder), "## Efficiency", "", *eff_lines, ""]
     md += [f"![validation loss vs steps]({plots[0].name})", ""]
     md += [f"![validation loss vs time]({plots[1].name})", ""]
     md += ["## Every comparison", "", *comparisons_section(variants, baseline)]
@@ -365,6 +331,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md += ["## Ablations", "", *ablation_section(variants, baseline, read_config(folder), out)]
     if rescored := reevaluation_section(variants, baseline):
         md += ["## Re-evaluation with another replacement policy", "", *rescored]
+    from femlm.report_downstream import downstream_table
+
     md += ["## Downstream", "", *downstream_table(variants), ""]
     from femlm.report_variance import ranking_check, variance_section
 
@@ -388,4 +356,4 @@ def summary(folder: str | Path) -> str:
     variants = load_runs(Path(folder))
     rows = [f"{'variant':28s} {'final val loss (mean ± std over seeds)':40s}"]
     rows += [f"{name:28s} {fmt([r.final for r in runs], 4)}" for name, runs in variants.items()]
-    return "\n".join(rows)
+    return "\n".join(rows + unfinished_note(Path(folder))[:1])

@@ -286,3 +286,15 @@ def test_report_lists_the_fair_pairs(report):
     assert rows["fully-explored"][:2] == ["3.5000 ± 0.0100 (n=3)", "standard"]
     assert rows["fully-explored"][3:6] == ["-0.5000", "0.0163", "lower (better)"]
     assert [k for k in rows if not k.startswith("---")] == ["fully-explored"]
+
+
+def test_unfinished_runs_are_left_out_and_named(tmp_path):
+    root = make_experiment(tmp_path / "runs", RUNS, {"standard": [4.0, 4.1], "fe-K2": [3.0, 3.1]})
+    # fe-K2 seed 1 saved its config but has no final model: still training.
+    (root / "fe-K2" / "seed-1" / "femlm_config.json").write_text("{}")
+    (root / "standard" / "seed-1" / "femlm_config.json").write_text("{}")
+    (root / "standard" / "seed-1" / "final").mkdir()
+    text = write_report(root).read_text()
+    assert "Left out, not finished (still training or interrupted): `fe-K2` seed 1." in text
+    assert "| fe-K2 | 3.0000 (n=1) |" in text
+    assert "4.0500 ± 0.0707 (n=2)" in text, "a run with final/ counts"
