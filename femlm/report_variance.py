@@ -71,13 +71,41 @@ def _estimate_key(values: dict[str, Any]) -> str | None:
     return None
 
 
+def _policy(values: dict[str, Any]) -> tuple[float, float]:
+    return float(values.get("mask_prob", 0.8)), float(values.get("random_prob", 0.1))
+
+
 def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
-    """Does the ordering by implied step variance predict the ordering by final loss?"""
-    runs_cfg = read_config(folder).get("runs")
-    est = next((r.variance["estimates"] for rs in variants.values() for r in rs
-                if r.variance and "estimates" in r.variance), None)  # fmt: skip
-    if est is None or runs_cfg is None:
+    """Does the ordering by implied step variance predict the ordering by final loss?
+
+    One check per replacement policy measured: a probe with 80/10/10 inputs says
+    nothing about variants trained with all `[MASK]`, and the other way round.
+    """
+    cfg = read_config(folder)
+    runs_cfg = cfg.get("runs")
+    probes: dict[tuple[float, float], dict] = {}
+    for rs in variants.values():
+        for r in rs:
+            if r.variance and "estimates" in r.variance:
+                policy = _policy(r.variance.get("config", {}))
+                probes.setdefault(policy, r.variance["estimates"])
+    if not probes or runs_cfg is None:
         return ["No variance measurement to predict from."]
+    lines = []
+    for policy, est in probes.items():
+        names = [
+            n
+            for n in variants
+            if _policy({**cfg.get("base", {}), **(runs_cfg.get(n) or {})}) == policy
+        ]
+        if len(probes) > 1:
+            lines += [f"Variants trained with {policy[0]:.0%} `[MASK]`, {policy[1]:.0%} random "
+                      "(the variance probe's policy):", ""]  # fmt: skip
+        lines += _ranking(est, {n: variants[n] for n in names}, runs_cfg) + [""]
+    return lines[:-1]
+
+
+def _ranking(est: dict, variants: dict[str, list[Run]], runs_cfg: dict) -> list[str]:
     rows = []
     for name, runs in variants.items():
         key = _estimate_key(runs_cfg.get(name) or {})

@@ -171,6 +171,42 @@ def test_ranking_check_reads_the_variance_estimates(tmp_path):
     assert "not settled" not in text
 
 
+def test_ranking_check_keeps_replacement_policies_apart(tmp_path):
+    from femlm.report import Run
+    from femlm.report_variance import ranking_check
+
+    allmask = {"mask_prob": 1.0, "random_prob": 0.0}
+    runs = {
+        "fe": {"strategy": "fully-explored"},
+        "std": {"strategy": "random"},
+        "fe-am": {"strategy": "fully-explored", **allmask},
+        "std-am": {"strategy": "random", **allmask},
+    }
+    (tmp_path / "experiment.json").write_text(json.dumps({"runs": runs}))
+
+    def estimates(fe: float) -> dict:
+        value = {"fully-explored.step_var": fe, "standard.step_var": 1.0}
+        return {k: {"value": v, "low": v - 0.1, "high": v + 0.1} for k, v in value.items()}
+
+    def runs_of(loss: float, variance: dict | None = None) -> list[Run]:
+        return [Run(s, [(10, loss + s / 100, 0.0)], None, variance=variance) for s in range(3)]
+
+    variants = {
+        # 80/10/10 probe: FE's step variance above standard's, FE's loss too
+        "fe": runs_of(5.0, {"estimates": estimates(2.0), "config": {}}),
+        "std": runs_of(4.0),
+        # all-[MASK] probe: FE's step variance below, FE's loss too
+        "fe-am": runs_of(3.0, {"estimates": estimates(0.5), "config": allmask}),
+        "std-am": runs_of(3.5),
+    }
+    text = "\n".join(ranking_check(tmp_path, variants))
+    default, masked = text.split("Variants trained with 100% `[MASK]`, 0% random")
+    assert "Variants trained with 80% `[MASK]`, 10% random" in default
+    assert "lowest final loss first: std, fe: the same order" in default
+    assert "lowest final loss first: fe-am, std-am: the same order" in masked
+    assert "| fe-am |" not in default and "| fe |" not in masked
+
+
 def test_variant_seeds_and_the_seeds_option_pick_the_grid(experiment, tmp_path, caplog):
     _, cfg = experiment
     text = cfg.read_text().replace(
