@@ -30,7 +30,7 @@ def _settings(cfg: dict[str, Any], name: str) -> dict[str, Any]:
 def _rate(values: dict[str, Any]) -> float:
     from femlm.masking import resolve_views_rate
 
-    views, rate = resolve_views_rate(
+    _, rate = resolve_views_rate(
         values.get("strategy", "fully-explored"), values.get("views"), values.get("rate")
     )
     # A fully-explored variant given a rate is meant to match that rate.
