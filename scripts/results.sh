@@ -13,16 +13,21 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup.sh"
 cd "$root"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(scratch ablation adaptive continual long calibrate)
+[ ${#names[@]} -gt 0 ] || names=(scratch ablation adaptive continual long calibrate long6k continual-long6k adaptive6k)
 for name in "${names[@]}"; do
     femlm experiment "configs/$name.yaml" --no-report
     femlm evaluate "runs/$name"  # every final model scored on hidden tokens (all [MASK])
-    if [ "$name" = continual ]; then
+    case "$name" in
+        continual) start=runs/scratch/standard/seed-0/final ;;
+        continual-long6k) start=runs/long6k/standard/seed-0/final ;;
+        *) start= ;;
+    esac
+    if [ -n "$start" ]; then
         # the reference: the start model fine-tuned without continual pre-training
         for task in debian bbc movies; do
-            femlm finetune --model runs/scratch/standard/seed-0/final --task "$task" \
+            femlm finetune --model "$start" --task "$task" \
                 --lrs 3e-4 1e-3 --seeds 0 1 2 --epochs 3 --max-train-examples 2000 \
-                --max-length 128 --out "runs/continual-reference/finetune-$task.json"
+                --max-length 128 --out "runs/$name-reference/finetune-$task.json"
         done
     fi
     femlm report "runs/$name" --out "docs/results/$name"
