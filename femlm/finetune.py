@@ -55,8 +55,8 @@ def macro_f1(gold: list[int], pred: list[int]) -> float:
     return sum(scores) / max(1, len(scores))
 
 
-def mean_std(values: list[float]) -> dict[str, float | None]:
-    """Mean and sample standard deviation (ddof=1); no spread from a single seed."""
+def seed_summary(values: list[float]) -> dict[str, float | None]:
+    """``{"mean", "std"}`` for the JSON output (sample std, ddof=1; None from a single seed)."""
     std = statistics.stdev(values) if len(values) >= 2 else None
     return {"mean": statistics.fmean(values), "std": std}
 
@@ -243,8 +243,8 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "task": cfg.task, "model": cfg.model, "labels": labels, "split": how,
         "splits": {s: len(rows) for s, rows in splits.items()},
         "lr": cfg.lr, "lr_search": search, "runs": runs,
-        "test_accuracy": mean_std([r["test_accuracy"] for r in runs]),
-        "test_macro_f1": mean_std([r["test_macro_f1"] for r in runs]),
+        "test_accuracy": seed_summary([r["test_accuracy"] for r in runs]),
+        "test_macro_f1": seed_summary([r["test_macro_f1"] for r in runs]),
         "config": asdict(cfg),
     }  # fmt: skip
     out = Path(cfg.out) if cfg.out else Path(cfg.model) / f"finetune-{_task_name(cfg)}.json"

@@ -10,7 +10,7 @@ import pytest
 
 from femlm.config import add_arguments, load_config
 from femlm.errors import FemlmError
-from femlm.finetune import FinetuneConfig, finetune, format_table, macro_f1, mean_std
+from femlm.finetune import FinetuneConfig, finetune, format_table, macro_f1, seed_summary
 from femlm.tasks import label_order, read_task_file, split_rows, subsample
 
 FILLER = "the a model token data train loss noise random small large word view step".split()
@@ -126,7 +126,10 @@ def test_macro_f1_by_hand():
     assert macro_f1([0, 0], [0, 1]) == pytest.approx(
         (2 / 3 + 0) / 2
     )  # predicted-only class scores 0
-    assert mean_std([0.5, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1414213562)}
+    assert seed_summary([0.5, 0.7]) == {
+        "mean": pytest.approx(0.6),
+        "std": pytest.approx(0.1414213562),
+    }
 
 
 def test_label_order():
