@@ -30,5 +30,15 @@ for name in "${names[@]}"; do
                 --max-length 128 --out "runs/$name-reference/finetune-$task.json"
         done
     fi
+    if [ "$name" = continual-long6k ]; then
+        # movies again with its full training set (the 2,000-example cap collapses it)
+        for run in runs/$name/*/seed-* runs/$name-reference; do
+            model="$run/final"; seeds=0
+            [ -d "$model" ] || { model="$start"; seeds="0 1 2"; }
+            # shellcheck disable=SC2086
+            femlm finetune --model "$model" --task movies --lrs 3e-4 1e-3 --seeds $seeds \
+                --epochs 3 --max-length 128 --out "$run/finetune-movies-full.json"
+        done
+    fi
     femlm report "runs/$name" --out "docs/results/$name"
 done
