@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from femlm.checkpoint import list_checkpoints
-from femlm.config import TrainConfig, check_config, from_dict, read_config_file
+from femlm.checkpoint import CONFIG_FILE, list_checkpoints
+from femlm.config import TrainConfig, check_config, from_dict, load_config, read_config_file
 from femlm.errors import FemlmError
 from femlm.files import write_json
 
@@ -200,9 +200,9 @@ def _variance_once(exp: Experiment, folder: Path) -> None:
     spec = {k: v for k, v in exp.variance.items() if k not in _RUNNER_KEYS}
     # Probe the run's own validation blocks with the run's replacement policy
     # (80/10/10 or all [MASK]) unless the spec says otherwise.
-    trained = json.loads((folder / "femlm_config.json").read_text())
+    trained = load_config(TrainConfig, str(folder / CONFIG_FILE))
     keys = ("data", "cache_dir", "max_length", "text_field", "mask_prob", "random_prob")
-    shared = {k: trained[k] for k in keys if k in trained}
+    shared = {k: getattr(trained, k) for k in keys}
     values = {**shared, **spec, "model": str(folder / "final"), "out_dir": str(folder / "variance")}
     result = run_variance(from_dict(VarianceConfig, values))
     write_json(result, target)

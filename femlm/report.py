@@ -124,13 +124,18 @@ def read_config(folder: Path) -> dict[str, Any]:
     return json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
 
 
+def variant_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """A variant's settings as the runner builds them: its own over ``base``."""
+    return {**(config.get("base") or {}), **((config.get("runs") or {}).get(name) or {})}
+
+
 def pick_baseline(folder: Path, variants: dict[str, list[Run]]) -> str:
     """The first standard-masking variant of the config (its own settings over
     ``base``), else 'standard', else the config's first variant that ran."""
     config = read_config(folder)
-    base, runs = config.get("base", {}) or {}, config.get("runs", {}) or {}
-    for name, values in runs.items():
-        values = {**base, **(values or {})}
+    runs = config.get("runs", {}) or {}
+    for name in runs:
+        values = variant_settings(config, name)
         if values.get("strategy") == "random" and values.get("views", 1) == 1 and name in variants:
             return name
     if "standard" in variants:

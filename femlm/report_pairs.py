@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from femlm.config import FULLY_EXPLORED
-from femlm.report import VERDICTS, Run, compare, fmt, mean_std, paired, two_se
+from femlm.report import VERDICTS, Run, compare, fmt, mean_std, paired, two_se, variant_settings
 
 # Settings that describe the masking pattern and the split of a step's rows.
 _MASKING = {"strategy", "views", "rate", "batch_size", "seeds"}
@@ -21,10 +21,6 @@ _UNTRAINED = {
 }
 _IGNORED = _MASKING | _UNTRAINED
 _RATE_TOLERANCE = 0.01  # fully-explored with rate 0.15 masks 1/7 = 0.143
-
-
-def _settings(cfg: dict[str, Any], name: str) -> dict[str, Any]:
-    return {**(cfg.get("base") or {}), **(cfg.get("runs", {}).get(name) or {})}
 
 
 def _rate(values: dict[str, Any]) -> float:
@@ -43,12 +39,12 @@ def counterparts(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> list[tu
     pairs = []
     names = [n for n in variants if n in (cfg.get("runs") or {})]
     for fe in names:
-        a = _settings(cfg, fe)
+        a = variant_settings(cfg, fe)
         if a.get("strategy", "fully-explored") not in FULLY_EXPLORED:
             continue
         rest = {k: v for k, v in a.items() if k not in _IGNORED}
         for other in names:
-            b = _settings(cfg, other)
+            b = variant_settings(cfg, other)
             if b.get("strategy", "fully-explored") in FULLY_EXPLORED:
                 continue
             if {k: v for k, v in b.items() if k not in _IGNORED} != rest:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from femlm.report import Run, compare, mean_std, read_config
+from femlm.config import TrainConfig
+from femlm.report import Run, compare, mean_std, read_config, variant_settings
 
 
 def variance_claims(runs: list[Run], fe: str) -> list[str]:
@@ -72,7 +73,11 @@ def _estimate_key(values: dict[str, Any]) -> str | None:
 
 
 def _policy(values: dict[str, Any]) -> tuple[float, float]:
-    return float(values.get("mask_prob", 0.8)), float(values.get("random_prob", 0.1))
+    """(mask_prob, random_prob) of a run or probe config, training's defaults filled in."""
+    return (
+        float(values.get("mask_prob", TrainConfig.mask_prob)),
+        float(values.get("random_prob", TrainConfig.random_prob)),
+    )
 
 
 def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
@@ -93,11 +98,7 @@ def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
         return ["No variance measurement to predict from."]
     lines = []
     for policy, est in probes.items():
-        names = [
-            n
-            for n in variants
-            if _policy({**cfg.get("base", {}), **(runs_cfg.get(n) or {})}) == policy
-        ]
+        names = [n for n in variants if _policy(variant_settings(cfg, n)) == policy]
         if len(probes) > 1:
             lines += [f"Variants trained with {policy[0]:.0%} `[MASK]`, {policy[1]:.0%} random "
                       "(the variance probe's policy):", ""]  # fmt: skip
