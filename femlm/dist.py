@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from femlm.errors import FemlmError
 from femlm.model import pick_device
 
 
@@ -47,6 +48,11 @@ def init(device_name: str = "auto") -> Dist:
     local = int(os.environ.get("LOCAL_RANK", rank))
     device = pick_device(device_name)
     if device.type == "cuda":
+        if local >= torch.cuda.device_count():
+            raise FemlmError(
+                f"process {local} of this node has no GPU of its own: {torch.cuda.device_count()} "
+                "visible; give torchrun --nproc_per_node at most that, or --device cpu"
+            )
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not torch_dist.is_initialized():

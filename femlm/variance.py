@@ -130,13 +130,9 @@ def sequence_hamming(
         )
         _accumulate(acc, grad_fn(view_batch(ids, corrupted, flat)), 2, pairs=True)
         bar.update(flat.shape[0])
-    return finish_hamming(
-        acc["T"],
-        acc["A"],
-        torch.stack(acc["TL"]),
-        torch.tensor(acc["X"], dtype=torch.float64),
-        pairs,
-    )
+    TL = torch.stack(acc["TL"])  # on the model's device, like the gradients
+    X = torch.tensor(acc["X"], dtype=torch.float64, device=TL.device)
+    return finish_hamming(acc["T"], acc["A"], TL, X, pairs)
 
 
 def hamming_plan(

@@ -176,7 +176,8 @@ def test_micro_batches_split_over_ranks_reproduce_the_single_process_batch(setup
 
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo is tested on Linux")
 def test_torchrun_two_processes_match_one_process(setup, tmp_path):
-    extra = ("--dropout", "0", "--max-steps", "4", "--eval-every", "2")
+    # gloo on CPU whatever the machine has: NCCL needs a GPU per process.
+    extra = ("--dropout", "0", "--max-steps", "4", "--eval-every", "2", "--device", "cpu")
     one = tmp_path / "one"
     assert main(_args(setup, one, *extra)) == 0
     two = tmp_path / "two"
@@ -307,3 +308,15 @@ def test_evaluation_inputs_are_all_mask_by_default(setup):
     cfg.eval_mask_prob, cfg.eval_random_prob = 0.9, 0.2
     with pytest.raises(FemlmError, match="eval_mask_prob"):
         check_config(cfg)
+
+
+def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
+    import femlm.dist as dist
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(dist, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(FemlmError, match="no GPU of its own: 1 visible"):
+        dist.init("cuda")
