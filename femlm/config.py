@@ -148,8 +148,8 @@ class FinetuneConfig:
         "learning rates to try on the first seed; the best by dev accuracy is then used for "
         "every seed (replaces lr)",
     )
-    epochs: int = _f(3, "maximum epochs")
-    patience: int = _f(1, "stop after this many epochs without better dev accuracy (0: never)")
+    epochs: int = _f(10, "maximum epochs (tiny models were still improving at 3-10)")
+    patience: int = _f(3, "stop after this many epochs without better dev accuracy (0: never)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     warmup_ratio: float = _f(0.1, "share of the maximum steps spent warming up")
     max_train_examples: int | None = _f(None, "stratified subsample of train, for quick runs")
