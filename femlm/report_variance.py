@@ -102,14 +102,14 @@ def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
         if len(probes) > 1:
             lines += [f"Variants trained with {policy[0]:.0%} `[MASK]`, {policy[1]:.0%} random "
                       "(the variance probe's policy):", ""]  # fmt: skip
-        lines += _ranking(est, {n: variants[n] for n in names}, runs_cfg) + [""]
+        lines += _ranking(est, {n: variants[n] for n in names}, cfg) + [""]
     return lines[:-1]
 
 
-def _ranking(est: dict, variants: dict[str, list[Run]], runs_cfg: dict) -> list[str]:
+def _ranking(est: dict, variants: dict[str, list[Run]], cfg: dict) -> list[str]:
     rows = []
     for name, runs in variants.items():
-        key = _estimate_key(runs_cfg.get(name) or {})
+        key = _estimate_key(variant_settings(cfg, name))
         if key in est:
             rows.append((name, est[key], mean_std([r.final for r in runs])[0]))
     if len(rows) < 2:

@@ -171,6 +171,31 @@ def test_ranking_check_reads_the_variance_estimates(tmp_path):
     assert "not settled" not in text
 
 
+def test_ranking_check_reads_a_strategy_set_in_base(tmp_path):
+    from femlm.report import Run
+    from femlm.report_variance import ranking_check
+
+    # standard masking given once in base, FE overriding it: both get a prediction
+    config = {
+        "base": {"strategy": "random", "views": 1},
+        "runs": {"fe": {"strategy": "fully-explored", "views": 7}, "std": {}},
+    }
+    (tmp_path / "experiment.json").write_text(json.dumps(config))
+    est = {
+        "fully-explored.step_var": {"value": 0.5, "low": 0.4, "high": 0.6},
+        "standard.step_var": {"value": 1.0, "low": 0.9, "high": 1.1},
+    }
+    variants = {
+        "fe": [
+            Run(s, [(10, 4.0 + s / 100, 0.0)], None, variance={"estimates": est}) for s in range(3)
+        ],
+        "std": [Run(s, [(10, 5.0 + s / 100, 0.0)], None) for s in range(3)],
+    }
+    text = "\n".join(ranking_check(tmp_path, variants))
+    assert "| std | 1.000 [0.900, 1.100] |" in text  # standard's estimate, not FE's
+    assert "Lowest step variance first: fe, std; lowest final loss first: fe, std" in text
+
+
 def test_ranking_check_keeps_replacement_policies_apart(tmp_path):
     from femlm.report import Run
     from femlm.report_variance import ranking_check
