@@ -133,7 +133,11 @@ class VarianceConfig:
 class FinetuneConfig:
     """Everything ``femlm finetune`` needs; one field per flag."""
 
-    model: str | None = _f(None, "masked-LM folder (e.g. runs/x/final) or any local HF encoder")
+    model: str | None = _f(
+        None,
+        "masked-LM folder (e.g. runs/x/final), any local HF encoder, or a preset (tiny, mini, "
+        "small, base): random initialisation, the no-pre-training baseline",
+    )
     tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder)")
     task: str | None = _f(None, "bbc, movies, debian, a CSV/JSONL file or a train/dev/test folder")
     text_field: str = _f("text", "column holding the text")
@@ -151,6 +155,7 @@ class FinetuneConfig:
     epochs: int = _f(10, "maximum epochs (tiny models were still improving at 3-10)")
     patience: int = _f(3, "stop after this many epochs without better dev accuracy (0: never)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
+    dropout: float | None = _f(None, "override the model's dropout rates (default: its own)")
     warmup_ratio: float = _f(0.1, "share of the maximum steps spent warming up")
     max_train_examples: int | None = _f(None, "stratified subsample of train, for quick runs")
     out: str | None = _f(None, "JSON result path (default <model>/finetune-<task>.json)")

@@ -25,7 +25,7 @@ from femlm.config import FinetuneConfig
 from femlm.corpora import TASKS
 from femlm.errors import FemlmError
 from femlm.files import write_json
-from femlm.model import pick_device
+from femlm.model import PRESETS, pick_device, preset_config, set_dropout
 from femlm.tasks import Row, label_order, load_task, subsample
 
 log = logging.getLogger("femlm")
@@ -65,19 +65,29 @@ def seed_summary(values: list[float]) -> dict[str, float | None]:
 
 
 def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Module:
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    heads = {
+        "num_labels": len(labels), "id2label": dict(enumerate(labels)),
+        "label2id": {y: i for i, y in enumerate(labels)},
+    }  # fmt: skip
+    if cfg.model in PRESETS:  # the no-pre-training baseline: every weight from the seeded RNG
+        config = preset_config(cfg.model, tokenizer, cfg.max_length, cfg.dropout)
+        for key, value in heads.items():
+            setattr(config, key, value)
+        log.info("model %s: random initialisation, no pre-training", cfg.model)
+        return AutoModelForSequenceClassification.from_config(config)
     # transformers prints a table of every fresh and unused weight; one line below says it.
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
+        config = AutoConfig.from_pretrained(cfg.model, local_files_only=True, **heads)
+        set_dropout(config, cfg.dropout)
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            cfg.model, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={y: i for i, y in enumerate(labels)}, local_files_only=True,
-            output_loading_info=True,
-        )  # fmt: skip
+            cfg.model, config=config, local_files_only=True, output_loading_info=True
+        )
     except (OSError, ValueError, KeyError) as err:
         raise FemlmError(f"cannot load {cfg.model!r} for classification: {_first(err)}") from None
     finally:
@@ -203,10 +213,18 @@ def _progress(cfg: FinetuneConfig, total: int, seed: int) -> Any:
 
 
 def _check(cfg: FinetuneConfig) -> None:
-    if not cfg.model or not Path(cfg.model).expanduser().is_dir():
+    if cfg.model in PRESETS:
+        if not cfg.tokenizer or not cfg.out:
+            raise FemlmError(
+                f"the preset {cfg.model!r} (random initialisation) needs --tokenizer and --out"
+            )
+    elif not cfg.model or not Path(cfg.model).expanduser().is_dir():
         raise FemlmError(
-            f"model folder not found: {cfg.model!r}; give --model a saved model folder"
+            f"model folder not found: {cfg.model!r}; give --model a saved model folder "
+            f"or a preset ({', '.join(PRESETS)}) for a baseline without pre-training"
         )
+    if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
+        raise FemlmError(f"dropout must be in [0, 1), got {cfg.dropout}")
     for name in ("batch_size", "epochs", "max_length"):
         if getattr(cfg, name) < 1:
             raise FemlmError(f"{name} must be at least 1")

@@ -49,7 +49,7 @@ def build_model(
     is logged, since its loss starts near ``log(vocab)``.
     """
     if name_or_path in PRESETS:
-        return _from_preset(PRESETS[name_or_path], tokenizer, max_length, dropout)
+        return _from_preset(name_or_path, tokenizer, max_length, dropout)
     if not os.path.isdir(name_or_path):
         raise FemlmError(
             f"model {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a local folder"
@@ -57,9 +57,11 @@ def build_model(
     return _from_checkpoint(name_or_path, tokenizer, max_length, dropout)
 
 
-def _from_preset(p: Preset, tokenizer: Any, max_length: int, dropout: float | None) -> nn.Module:
-    from transformers import BertConfig, BertForMaskedLM
+def preset_config(name: str, tokenizer: Any, max_length: int, dropout: float | None = None) -> Any:
+    """The ``BertConfig`` of preset ``name`` sized for ``tokenizer``; no weights."""
+    from transformers import BertConfig
 
+    p = PRESETS[name]
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=p.hidden,
@@ -69,9 +71,23 @@ def _from_preset(p: Preset, tokenizer: Any, max_length: int, dropout: float | No
         max_position_embeddings=max(512, max_length),
         pad_token_id=tokenizer.pad_token_id,
     )
-    if dropout is not None:
-        config.hidden_dropout_prob = config.attention_probs_dropout_prob = dropout
-    return BertForMaskedLM(config)
+    set_dropout(config, dropout)
+    return config
+
+
+def set_dropout(config: Any, dropout: float | None) -> None:
+    """Override every dropout rate a BERT-like config has (None: keep them)."""
+    if dropout is None:
+        return
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"):
+        if hasattr(config, key):
+            setattr(config, key, dropout)
+
+
+def _from_preset(name: str, tokenizer: Any, max_length: int, dropout: float | None) -> nn.Module:
+    from transformers import BertForMaskedLM
+
+    return BertForMaskedLM(preset_config(name, tokenizer, max_length, dropout))
 
 
 def _from_checkpoint(
@@ -81,10 +97,7 @@ def _from_checkpoint(
 
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
-        if dropout is not None:
-            for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"):
-                if hasattr(config, key):
-                    setattr(config, key, dropout)
+        set_dropout(config, dropout)
         model, info = AutoModelForMaskedLM.from_pretrained(
             path, config=config, local_files_only=True, output_loading_info=True
         )

@@ -218,3 +218,32 @@ def test_learning_rate_grid_from_the_command_line(model_dir):
     assert FinetuneConfig(lrs="1e-4,3e-4").lrs == [1e-4, 3e-4]
     with pytest.raises(FemlmError, match="lrs must be numbers"):
         FinetuneConfig(lrs=["fast"])
+
+
+def test_a_preset_is_the_random_initialisation_baseline(model_dir, tmp_path):
+    task = _write_jsonl(tmp_path / "task.jsonl", _rows(120))
+    with pytest.raises(FemlmError, match="needs --tokenizer and --out"):
+        finetune(_cfg("tiny", task))
+    out = tmp_path / "tiny.json"
+    kw = dict(tokenizer=str(model_dir), out=str(out), epochs=1)
+    result = finetune(_cfg("tiny", task, seeds=[0, 1], **kw))
+    assert result["model"] == "tiny" and out.is_file() and len(result["runs"]) == 2
+    # the seed draws the initial weights, so a seed repeats its numbers exactly
+    again = finetune(_cfg("tiny", task, seeds=[0], **kw))["runs"][0]
+    assert again["dev_accuracy"] == result["runs"][0]["dev_accuracy"]
+    assert again["test_macro_f1"] == result["runs"][0]["test_macro_f1"]
+
+
+def test_dropout_override_reaches_the_model(model_dir, monkeypatch):
+    import femlm.finetune as ft
+    from femlm.data import load_tokenizer
+
+    tok = load_tokenizer(str(model_dir))
+    for model in (str(model_dir), "tiny"):
+        cfg = FinetuneConfig(model=model, dropout=0.25, max_length=32)
+        loaded = ft._load_model(cfg, ["no", "yes"], tok)
+        assert loaded.config.hidden_dropout_prob == 0.25
+        assert loaded.config.attention_probs_dropout_prob == 0.25
+        assert loaded.config.id2label == {0: "no", 1: "yes"}
+    with pytest.raises(FemlmError, match="dropout must be in"):
+        ft._check(FinetuneConfig(model=str(model_dir), dropout=1.5))
