@@ -42,6 +42,12 @@ for name in "${names[@]}"; do
             femlm finetune --model "$model" --task movies --lrs 3e-4 1e-3 --seeds $seeds \
                 --epochs 3 --max-length 128 --out "$run/finetune-movies-full.json"
         done
+        # and with the current recipe (up to 10 epochs, patience 3, lr 3e-4); its
+        # reference is adaptive-long6k's (the same start model and recipe)
+        for run in runs/$name/*/seed-*; do
+            femlm finetune --model "$run/final" --task movies --seeds 0 --lr 3e-4 \
+                --out "$run/finetune-movies-e10.json"
+        done
     fi
     if [ "$name" = adaptive-long6k ]; then
         # references on movies with the runs' recipe: the start model without
@@ -52,6 +58,10 @@ for name in "${names[@]}"; do
         femlm finetune --model tiny --tokenizer runs/scratch/tokenizer --dropout 0 --task movies \
             --seeds 0 1 2 --epochs 10 --patience 3 --lr 3e-4 \
             --out "$ref/finetune-movies-random-init.json"
+        femlm finetune --model tiny --tokenizer runs/scratch/tokenizer --dropout 0 --task debian \
+            --seeds 0 1 2 --lr 1e-3 --out "$ref/finetune-debian-random-init.json"
+        femlm finetune --model runs/long6k/standard/seed-0/final --task debian --seeds 0 \
+            --lr 1e-3 --out "$ref/finetune-debian.json"
     fi
     femlm report "runs/$name" --out "docs/results/$name"
 done
