@@ -48,16 +48,24 @@ def init(device_name: str = "auto") -> Dist:
     local = int(os.environ.get("LOCAL_RANK", rank))
     device = pick_device(device_name)
     if device.type == "cuda":
-        if local >= torch.cuda.device_count():
-            raise FemlmError(
-                f"process {local} of this node has no GPU of its own: {torch.cuda.device_count()} "
-                "visible; give torchrun --nproc_per_node at most that, or --device cpu"
-            )
-        device = torch.device("cuda", local)
+        device = torch.device("cuda", _gpu_index(local))
         torch.cuda.set_device(device)
     if not torch_dist.is_initialized():
         torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world, device)
+
+
+def _gpu_index(local: int) -> int:
+    """This process's GPU: its local rank, or 0 when a launcher shows each process one GPU."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if visible and "," not in visible:
+        return 0
+    if local >= torch.cuda.device_count():
+        raise FemlmError(
+            f"process {local} of this node has no GPU of its own: {torch.cuda.device_count()} "
+            "visible; give torchrun --nproc_per_node at most that, or --device cpu"
+        )
+    return local
 
 
 def shutdown(d: Dist) -> None:

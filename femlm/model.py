@@ -76,7 +76,8 @@ def preset_config(name: str, tokenizer: Any, max_length: int, dropout: float | N
 
 
 def set_dropout(config: Any, dropout: float | None) -> None:
-    """Override every dropout rate a BERT-like config has (None: keep them)."""
+    """Override a BERT-style config's hidden, attention and generic ``dropout`` rates
+    (None: keep them); other architectures' extra dropout keys are left alone."""
     if dropout is None:
         return
     for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"):

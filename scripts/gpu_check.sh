@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What CI cannot check: femlm on one CUDA GPU. Runs the test suite with CUDA
 # visible (device "auto" picks it), the fp32 / bf16 / bf16+compile benchmark,
-# a torchrun launch (NCCL), the variance probe and a fine-tuning on the GPU.
+# a torchrun launch (one process: it starts no NCCL group, which needs two
+# GPUs), the variance probe and a fine-tuning on the GPU.
 # Every step runs even when one before it fails; the exit status says whether
 # any failed. About 5-8 minutes on an H100.
 #
@@ -39,7 +40,7 @@ mkdir -p "$out"
 step "test suite, CUDA visible" "$py" -m pytest -q -p no:cacheprovider tests ${PYTEST_ARGS:-}
 step "precision benchmark (small preset)" "$py" benchmarks/precision.py --device cuda \
   --model small --data "$corpus" --tokenizer "$tok" --steps 300 --batch 32 --views 7
-step "torchrun, one process, NCCL, bf16" "$py" -m torch.distributed.run --standalone \
+step "torchrun, one process, bf16" "$py" -m torch.distributed.run --standalone \
   --nproc_per_node=1 -m femlm pretrain --data "$corpus" --tokenizer "$tok" --model tiny \
   --max-length 64 --batch-size 16 --max-steps 60 --eval-every 30 --save-every 30 \
   --device cuda --bf16 --out-dir "$out/ddp" --no-progress

@@ -318,5 +318,12 @@ def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(dist, "pick_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     with pytest.raises(FemlmError, match="no GPU of its own: 1 visible"):
         dist.init("cuda")
+    # a launcher that shows each process only its own GPU: that one is cuda:0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert dist._gpu_index(1) == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(FemlmError, match="no GPU of its own"):
+        dist._gpu_index(2)
