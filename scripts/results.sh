@@ -58,8 +58,6 @@ for name in "${names[@]}"; do
         femlm finetune --model tiny --tokenizer runs/scratch/tokenizer --dropout 0 --task movies \
             --seeds 0 1 2 --epochs 10 --patience 3 --lr 3e-4 \
             --out "$ref/finetune-movies-random-init.json"
-        femlm finetune --model tiny --tokenizer runs/scratch/tokenizer --dropout 0 --task debian \
-            --seeds 0 1 2 --lr 1e-3 --out "$ref/finetune-debian-random-init.json"
         femlm finetune --model runs/long6k/standard/seed-0/final --task debian --seeds 0 \
             --lr 1e-3 --out "$ref/finetune-debian.json"
     fi
