@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from synthetic import made_up_corpus, made_up_tokenizer
 
 from femlm.config import TrainConfig
 from femlm.model import pick_device
@@ -31,17 +32,9 @@ SETTINGS = {"fp32": (False, False), "bf16": (True, False), "bf16+compile": (True
 
 
 def _made_up(tmp: Path, vocab: int = 8192, docs: int = 4000) -> tuple[str, str]:
-    """A BERT tokenizer over ``w0 .. wN`` and a corpus of random such words."""
-    from transformers import BertTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    words = [f"w{i}" for i in range(vocab - len(specials))]
-    BertTokenizerFast(vocab={t: i for i, t in enumerate(specials + words)}).save_pretrained(
-        tmp / "tok"
-    )
-    ids = torch.randint(0, len(words), (docs, 200), generator=torch.Generator().manual_seed(0))
-    text = "\n".join(" ".join(f"w{i}" for i in row) for row in ids.tolist())
-    (tmp / "corpus.txt").write_text(text + "\n")
+    """A made-up-word tokenizer and a corpus of random such words (benchmarks/synthetic.py)."""
+    made_up_tokenizer(tmp / "tok", vocab)
+    made_up_corpus(tmp / "corpus.txt", docs, vocab)
     return str(tmp / "corpus.txt"), str(tmp / "tok")
 
 

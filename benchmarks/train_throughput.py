@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from synthetic import made_up_corpus, made_up_tokenizer
 
 from femlm.collator import MaskingCollator
 from femlm.config import TrainConfig
@@ -26,24 +27,6 @@ from femlm.train import pretrain
 
 VOCAB = 30522
 LENGTH = 128
-
-
-def _tokenizer(folder: Path):
-    """A BERT tokenizer with a 30,522-entry vocabulary of made-up words."""
-    from transformers import BertTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    words = [f"w{i}" for i in range(VOCAB - len(specials))]
-    vocab = {t: i for i, t in enumerate(specials + words)}
-    tok = BertTokenizerFast(vocab=vocab, do_lower_case=True)
-    tok.save_pretrained(folder)
-    return tok
-
-
-def _corpus(path: Path, docs: int, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, VOCAB - 5, (docs, 200), generator=g).tolist()
-    path.write_text("\n".join(" ".join(f"w{i}" for i in row) for row in ids) + "\n")
 
 
 def _femlm(tmp: Path, tok_dir: Path, corpus: Path, args) -> float:
@@ -130,8 +113,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        tok = _tokenizer(tmp / "tok")
-        _corpus(tmp / "corpus.txt", docs=args.batch * args.steps * 2)
+        tok = made_up_tokenizer(tmp / "tok", VOCAB)
+        made_up_corpus(tmp / "corpus.txt", docs=args.batch * args.steps * 2, vocab=VOCAB)
         results = {
             "HF Trainer + DataCollatorForLanguageModeling": _hf(tmp, tok, args),
             "bare loop on pre-masked tensors": _bare(tok, args),
