@@ -146,23 +146,26 @@ def test_every_shipped_config_is_valid(monkeypatch):
         assert "standard" in exp.runs and "fully-explored" in exp.runs
 
 
-def test_ranking_check_reads_the_variance_estimates(tmp_path):
+def _estimates(fe: float) -> dict:
+    """The variance tool's step variances: FE's ``fe``, standard's 1.0, each +- 0.1."""
+    value = {"fully-explored.step_var": fe, "standard.step_var": 1.0}
+    return {k: {"value": v, "low": v - 0.1, "high": v + 0.1} for k, v in value.items()}
+
+
+def _seed_runs(loss: float, variance: dict | None = None) -> list:
+    """Three seeds ending at ``loss`` + 0.00/0.01/0.02 (``variance`` on each)."""
     from femlm.report import Run
+
+    return [Run(s, [(10, loss + s / 100, 0.0)], None, variance=variance) for s in range(3)]
+
+
+def test_ranking_check_reads_the_variance_estimates(tmp_path):
     from femlm.report_variance import ranking_check
 
     (tmp_path / "experiment.json").write_text(
         json.dumps({"runs": {"fe": {"strategy": "fully-explored"}, "std": {"strategy": "random"}}})
     )
-    est = {
-        "fully-explored.step_var": {"value": 2.0, "low": 1.8, "high": 2.2},
-        "standard.step_var": {"value": 1.0, "low": 0.9, "high": 1.1},
-    }
-    variants = {
-        "fe": [
-            Run(s, [(10, 5.0 + s / 100, 0.0)], None, variance={"estimates": est}) for s in range(3)
-        ],
-        "std": [Run(s, [(10, 4.0 + s / 100, 0.0)], None) for s in range(3)],
-    }
+    variants = {"fe": _seed_runs(5.0, {"estimates": _estimates(2.0)}), "std": _seed_runs(4.0)}
     text = "\n".join(ranking_check(tmp_path, variants))
     assert (
         "Lowest step variance first: std, fe; lowest final loss first: std, fe: the same order"
@@ -172,7 +175,6 @@ def test_ranking_check_reads_the_variance_estimates(tmp_path):
 
 
 def test_ranking_check_reads_a_strategy_set_in_base(tmp_path):
-    from femlm.report import Run
     from femlm.report_variance import ranking_check
 
     # standard masking given once in base, FE overriding it: both get a prediction
@@ -181,23 +183,13 @@ def test_ranking_check_reads_a_strategy_set_in_base(tmp_path):
         "runs": {"fe": {"strategy": "fully-explored", "views": 7}, "std": {}},
     }
     (tmp_path / "experiment.json").write_text(json.dumps(config))
-    est = {
-        "fully-explored.step_var": {"value": 0.5, "low": 0.4, "high": 0.6},
-        "standard.step_var": {"value": 1.0, "low": 0.9, "high": 1.1},
-    }
-    variants = {
-        "fe": [
-            Run(s, [(10, 4.0 + s / 100, 0.0)], None, variance={"estimates": est}) for s in range(3)
-        ],
-        "std": [Run(s, [(10, 5.0 + s / 100, 0.0)], None) for s in range(3)],
-    }
+    variants = {"fe": _seed_runs(4.0, {"estimates": _estimates(0.5)}), "std": _seed_runs(5.0)}
     text = "\n".join(ranking_check(tmp_path, variants))
     assert "| std | 1.000 [0.900, 1.100] |" in text  # standard's estimate, not FE's
     assert "Lowest step variance first: fe, std; lowest final loss first: fe, std" in text
 
 
 def test_ranking_check_keeps_replacement_policies_apart(tmp_path):
-    from femlm.report import Run
     from femlm.report_variance import ranking_check
 
     allmask = {"mask_prob": 1.0, "random_prob": 0.0}
@@ -208,21 +200,13 @@ def test_ranking_check_keeps_replacement_policies_apart(tmp_path):
         "std-am": {"strategy": "random", **allmask},
     }
     (tmp_path / "experiment.json").write_text(json.dumps({"runs": runs}))
-
-    def estimates(fe: float) -> dict:
-        value = {"fully-explored.step_var": fe, "standard.step_var": 1.0}
-        return {k: {"value": v, "low": v - 0.1, "high": v + 0.1} for k, v in value.items()}
-
-    def runs_of(loss: float, variance: dict | None = None) -> list[Run]:
-        return [Run(s, [(10, loss + s / 100, 0.0)], None, variance=variance) for s in range(3)]
-
     variants = {
         # 80/10/10 probe: FE's step variance above standard's, FE's loss too
-        "fe": runs_of(5.0, {"estimates": estimates(2.0), "config": {}}),
-        "std": runs_of(4.0),
+        "fe": _seed_runs(5.0, {"estimates": _estimates(2.0), "config": {}}),
+        "std": _seed_runs(4.0),
         # all-[MASK] probe: FE's step variance below, FE's loss too
-        "fe-am": runs_of(3.0, {"estimates": estimates(0.5), "config": allmask}),
-        "std-am": runs_of(3.5),
+        "fe-am": _seed_runs(3.0, {"estimates": _estimates(0.5), "config": allmask}),
+        "std-am": _seed_runs(3.5),
     }
     text = "\n".join(ranking_check(tmp_path, variants))
     default, masked = text.split("Variants trained with 100% `[MASK]`, 0% random")
