@@ -7,26 +7,37 @@ this folder on the path); nothing is downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+from femlm.tokenizer import SPECIAL_TOKENS
 
 
-def made_up_tokenizer(folder: Path, vocab: int):
-    """Save and return a BERT tokenizer with ``vocab`` entries: the specials, then words."""
-    from transformers import BertTokenizerFast
+def made_up_tokenizer(folder: Path, vocab: int) -> Any:
+    """Save and return a BERT-style WordPiece tokenizer with ``vocab`` entries: the
+    specials, then words.
 
-    words = [f"w{i}" for i in range(vocab - len(SPECIALS))]
-    tok = BertTokenizerFast(
-        vocab={t: i for i, t in enumerate(SPECIALS + words)}, do_lower_case=True
+    Built with ``tokenizers`` and saved by femlm, not from a ``Bert*`` class, so
+    it works with every transformers version pyproject.toml admits.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    from femlm.tokenizer import bert_template, load_tokenizer, save_tokenizer
+
+    words = [f"w{i}" for i in range(vocab - len(SPECIAL_TOKENS))]
+    tok = Tokenizer(
+        models.WordPiece({t: i for i, t in enumerate(SPECIAL_TOKENS + words)}, unk_token="[UNK]")
     )
-    tok.save_pretrained(folder)
-    return tok
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = bert_template(tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]"))
+    save_tokenizer(tok, folder)
+    return load_tokenizer(folder)
 
 
 def made_up_corpus(path: Path, docs: int, vocab: int, seed: int = 0) -> None:
     """``docs`` lines of 200 uniformly random words of :func:`made_up_tokenizer`'s vocabulary."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab - len(SPECIALS), (docs, 200), generator=g).tolist()
+    ids = torch.randint(0, vocab - len(SPECIAL_TOKENS), (docs, 200), generator=g).tolist()
     path.write_text("\n".join(" ".join(f"w{i}" for i in row) for row in ids) + "\n")
