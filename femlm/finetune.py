@@ -68,14 +68,9 @@ def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Mo
     from transformers import AutoConfig, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    heads = {
-        "num_labels": len(labels), "id2label": dict(enumerate(labels)),
-        "label2id": {y: i for i, y in enumerate(labels)},
-    }  # fmt: skip
     if cfg.model in PRESETS:  # the no-pre-training baseline: every weight from the seeded RNG
         config = preset_config(cfg.model, tokenizer, cfg.max_length, cfg.dropout)
-        for key, value in heads.items():
-            setattr(config, key, value)
+        _set_labels(config, labels)
         log.info("model %s: random initialisation, no pre-training", cfg.model)
         return AutoModelForSequenceClassification.from_config(config)
     # transformers prints a table of every fresh and unused weight; one line below says it.
@@ -83,7 +78,8 @@ def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Mo
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        config = AutoConfig.from_pretrained(cfg.model, local_files_only=True, **heads)
+        config = AutoConfig.from_pretrained(cfg.model, local_files_only=True)
+        _set_labels(config, labels)
         set_dropout(config, cfg.dropout)
         model, info = AutoModelForSequenceClassification.from_pretrained(
             cfg.model, config=config, local_files_only=True, output_loading_info=True
@@ -101,6 +97,12 @@ def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Mo
     fresh = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
     log.info("classification head starts fresh: %s", ", ".join(sorted(fresh)) or "none")
     return model
+
+
+def _set_labels(config: Any, labels: list[str]) -> None:
+    config.num_labels = len(labels)  # first: its setter rewrites id2label with placeholders
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {y: i for i, y in enumerate(labels)}
 
 
 def _first(err: Exception) -> str:

@@ -14,7 +14,7 @@ source "$root/scripts/setup.sh"
 cd "$root"
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(scratch ablation adaptive continual long calibrate long6k
-    continual-long6k adaptive6k adaptive-long6k)
+    continual-long6k adaptive6k adaptive-long6k ablation-long6k)
 for name in "${names[@]}"; do
     part=()  # adaptive6k: only seed 0 of two variants ran (both stayed on the plateau)
     [ "$name" = adaptive6k ] && part=(--variants fully-explored standard --seeds 0)

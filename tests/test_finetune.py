@@ -261,3 +261,15 @@ def test_dropout_override_reaches_the_model(model_dir):
         assert loaded.config.id2label == {0: "no", 1: "yes"}
     with pytest.raises(FemlmError, match="dropout must be in"):
         ft._check(FinetuneConfig(model=str(model_dir), dropout=1.5))
+
+
+def test_three_labels_size_the_head_on_both_paths(model_dir):
+    import femlm.finetune as ft
+    from femlm.data import load_tokenizer
+
+    tok = load_tokenizer(str(model_dir))
+    for model in (str(model_dir), "tiny"):
+        loaded = ft._load_model(FinetuneConfig(model=model, max_length=32), ["a", "b", "c"], tok)
+        assert loaded.classifier.out_features == 3
+        assert loaded.config.id2label == {0: "a", 1: "b", 2: "c"}
+        assert loaded.config.label2id == {"a": 0, "b": 1, "c": 2}
