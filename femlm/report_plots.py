@@ -116,15 +116,40 @@ def fe_views(settings: dict[str, Any]) -> int | None:
     """K of a plain fully-explored variant with the default replacement, else None."""
     if settings.get("strategy", "fully-explored") != "fully-explored":
         return None
+    if not _default_replacement(settings):
+        return None
+    if settings.get("views") is not None:
+        return int(settings["views"])
+    return _views_of_rate(settings.get("rate") or DEFAULT_RATE)
+
+
+def _default_replacement(settings: dict[str, Any]) -> bool:
     for key, default in (("mask_prob", DEFAULT_MASK_PROB), ("random_prob", DEFAULT_RANDOM_PROB)):
         value = settings.get(key)
         if value is not None and not math.isclose(value, default):
-            return None
-    if settings.get("views") is not None:
-        return int(settings["views"])
-    rate = settings.get("rate") or DEFAULT_RATE
+            return False
+    return True
+
+
+def _views_of_rate(rate: float) -> int:
     # Half-up, as the tool rounds views = round(1/rate) (Python's round() goes to even).
     return int(math.floor(1.0 / rate + 0.5))
+
+
+def standard_at_views(cfg: dict[str, Any], names: Any, ks: set[int]) -> dict[str, int]:
+    """``{variant: K}`` for standard masking (random, one view, 80/10/10) at a rate
+    that rounds to 1/K for a K in ``ks``: the K plot's rate-matched controls."""
+    found = {}
+    for name in names:
+        settings = effective_settings(cfg, name)
+        if settings is None or settings.get("strategy") != "random":
+            continue
+        if (settings.get("views") or 1) != 1 or not _default_replacement(settings):
+            continue
+        k = _views_of_rate(settings.get("rate") or DEFAULT_RATE)
+        if k in ks:
+            found[name] = k
+    return found
 
 
 def views_ablation(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> dict[str, int]:
@@ -139,16 +164,25 @@ def views_ablation(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> dict[
 
 
 def plot_loss_vs_views(
-    variants: dict[str, list[Run]], baseline: str, views: dict[str, int], out: Path
+    variants: dict[str, list[Run]],
+    baseline: str,
+    views: dict[str, int],
+    out: Path,
+    matched: dict[str, int] | None = None,
 ) -> Path:
-    """Final validation loss (mean ± std over seeds) against K, the baseline as a band."""
+    """Final validation loss (mean ± std over seeds) against K, the baseline as a band,
+    and standard masking at rate 1/K (``matched``) as a second line when it was run."""
     fig, ax = _pyplot().subplots(figsize=(6.5, 4.5))
-    points = sorted((k, name, mean_std([r.final for r in variants[name]])) for name, k in views.items())  # fmt: skip
-    ks = [k for k, _, _ in points]
-    ax.errorbar(ks, [m for _, _, (m, _) in points], yerr=[s for _, _, (_, s) in points],
-                fmt="o-", capsize=4, label="fully-explored, rate 1/K")  # fmt: skip
-    for k, name, (mean, _) in points:
-        ax.annotate(name, (k, mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ks: list[int] = []
+    for series, label in ((views, "fully-explored, rate 1/K"), (matched or {}, "standard masking, rate 1/K")):  # fmt: skip
+        if not series:
+            continue
+        points = sorted((k, name, mean_std([r.final for r in variants[name]])) for name, k in series.items())  # fmt: skip
+        ks += [k for k, _, _ in points]
+        ax.errorbar([k for k, _, _ in points], [m for _, _, (m, _) in points],
+                    yerr=[s for _, _, (_, s) in points], fmt="o-", capsize=4, label=label)  # fmt: skip
+        for k, name, (mean, _) in points:
+            ax.annotate(name, (k, mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
     mean, std = mean_std([r.final for r in variants[baseline]])
     ax.axhspan(mean - std, mean + std, color="grey", alpha=0.2)
     ax.axhline(mean, color="grey", linestyle="--", label=f"baseline {baseline} (mean ± std)")
@@ -174,11 +208,13 @@ def ablation_section(
     ]
     views = views_ablation(cfg, variants)
     if views:
-        path = plot_loss_vs_views(variants, baseline, views, out)
+        matched = standard_at_views(cfg, variants, set(views.values()))
+        path = plot_loss_vs_views(variants, baseline, views, out, matched)
         lines += [
             "Final validation loss (mean ± std over seeds) of the fully-explored variants with "
-            "the default 80/10/10 replacement against their number of views K, with the "
-            f"baseline `{baseline}`'s mean ± std as a grey band.",
+            "the default 80/10/10 replacement against their number of views K"
+            + (", standard masking at rate 1/K beside them" if matched else "")
+            + f", and the baseline `{baseline}`'s mean ± std as a grey band.",
             "",
             f"![final loss vs views]({path.name})",
             "",

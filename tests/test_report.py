@@ -6,7 +6,7 @@ import math
 import pytest
 
 from femlm.report import compare, two_se, write_report
-from femlm.report_plots import views_ablation
+from femlm.report_plots import standard_at_views, views_ablation
 
 # Clear win, clear loss and a tie against `standard` (std 0.01 over 3 seeds).
 FINALS = {
@@ -298,3 +298,17 @@ def test_unfinished_runs_are_left_out_and_named(tmp_path):
     assert "Left out, not finished (still training or interrupted): `fe-K2` seed 1." in text
     assert "| fe-K2 | 3.0000 (n=1) |" in text
     assert "4.0500 ± 0.0707 (n=2)" in text, "a run with final/ counts"
+
+
+def test_standard_masking_at_rate_one_over_k_is_the_k_plots_control():
+    runs = {
+        "std": {"strategy": "random", "views": 1},  # rate 0.15 rounds to K = 7
+        "r50": {"strategy": "random", "views": 1, "rate": 0.5},
+        "r25-allmask": {"strategy": "random", "rate": 0.25, "mask_prob": 1.0, "random_prob": 0.0},
+        "rK": {"strategy": "random", "views": 7},  # K views of fewer sequences: not the control
+        "span": {"strategy": "span", "views": 1, "rate": 0.5},
+        "r10": {"strategy": "random", "views": 1, "rate": 0.1},  # K = 10 was not run
+        "fe": {"views": 2},
+    }
+    got = standard_at_views({"runs": runs}, [*runs, "not-configured"], {2, 4, 7})
+    assert got == {"std": 7, "r50": 2}
