@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from femlm.report import Run, mean_std
+from femlm.report import Run, mean_std, variant_settings
 
 # Replacement policy the K ablation holds fixed, so that K is the only change.
 DEFAULT_MASK_PROB, DEFAULT_RANDOM_PROB = 0.8, 0.1
@@ -136,19 +136,23 @@ def _views_of_rate(rate: float) -> int:
     return int(math.floor(1.0 / rate + 0.5))
 
 
-def standard_at_views(cfg: dict[str, Any], names: Any, ks: set[int]) -> dict[str, int]:
-    """``{variant: K}`` for standard masking (random, one view, 80/10/10) at a rate
-    that rounds to 1/K for a K in ``ks``: the K plot's rate-matched controls."""
+def standard_at_views(
+    cfg: dict[str, Any], variants: dict[str, list[Run]], views: dict[str, int]
+) -> dict[str, int]:
+    """``{variant: K}`` for standard masking (random, one view) that the report's fair
+    pairs (:func:`femlm.report_pairs.counterparts`: same settings outside the masking,
+    same share masked) match with a variant of the K plot ``views``."""
+    from femlm.report_pairs import counterparts
+
     found = {}
-    for name in names:
-        settings = effective_settings(cfg, name)
-        if settings is None or settings.get("strategy") != "random":
-            continue
-        if (settings.get("views") or 1) != 1 or not _default_replacement(settings):
-            continue
-        k = _views_of_rate(settings.get("rate") or DEFAULT_RATE)
-        if k in ks:
-            found[name] = k
+    for fe, other in counterparts(cfg, variants):
+        settings = variant_settings(cfg, other)
+        if (
+            fe in views
+            and settings.get("strategy") == "random"
+            and (settings.get("views") or 1) == 1
+        ):
+            found[other] = views[fe]
     return found
 
 
@@ -208,7 +212,7 @@ def ablation_section(
     ]
     views = views_ablation(cfg, variants)
     if views:
-        matched = standard_at_views(cfg, variants, set(views.values()))
+        matched = standard_at_views(cfg, variants, views)
         path = plot_loss_vs_views(variants, baseline, views, out, matched)
         lines += [
             "Final validation loss (mean ± std over seeds) of the fully-explored variants with "

@@ -308,7 +308,9 @@ def test_standard_masking_at_rate_one_over_k_is_the_k_plots_control():
         "rK": {"strategy": "random", "views": 7},  # K views of fewer sequences: not the control
         "span": {"strategy": "span", "views": 1, "rate": 0.5},
         "r10": {"strategy": "random", "views": 1, "rate": 0.1},  # K = 10 was not run
-        "fe": {"views": 2},
     }
-    got = standard_at_views({"runs": runs}, [*runs, "not-configured"], {2, 4, 7})
+    fe = {"fe-K2": {"views": 2}, "fe-K4": {"views": 4}, "fe": {"rate": 0.15}}
+    cfg = {"runs": {**runs, **fe}}
+    views = {"fe-K2": 2, "fe-K4": 4, "fe": 7}
+    got = standard_at_views(cfg, dict.fromkeys([*cfg["runs"], "not-configured"]), views)
     assert got == {"std": 7, "r50": 2}
