@@ -25,7 +25,7 @@ from femlm.config import FinetuneConfig
 from femlm.corpora import TASKS
 from femlm.errors import FemlmError
 from femlm.files import write_json
-from femlm.model import PRESETS, pick_device, preset_config, set_dropout
+from femlm.model import PRESETS, pick_device, preset_config, quiet_transformers, set_dropout
 from femlm.tasks import Row, label_order, load_task, subsample
 
 log = logging.getLogger("femlm")
@@ -66,30 +66,22 @@ def seed_summary(values: list[float]) -> dict[str, float | None]:
 
 def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Module:
     from transformers import AutoConfig, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     if cfg.model in PRESETS:  # the no-pre-training baseline: every weight from the seeded RNG
         config = preset_config(cfg.model, tokenizer, cfg.max_length, cfg.dropout)
         _set_labels(config, labels)
         log.info("model %s: random initialisation, no pre-training", cfg.model)
         return AutoModelForSequenceClassification.from_config(config)
-    # transformers prints a table of every fresh and unused weight; one line below says it.
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     try:
-        config = AutoConfig.from_pretrained(cfg.model, local_files_only=True)
-        _set_labels(config, labels)
-        set_dropout(config, cfg.dropout)
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            cfg.model, config=config, local_files_only=True, output_loading_info=True
-        )
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(cfg.model, local_files_only=True)
+            _set_labels(config, labels)
+            set_dropout(config, cfg.dropout)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                cfg.model, config=config, local_files_only=True, output_loading_info=True
+            )
     except (OSError, ValueError, KeyError) as err:
         raise FemlmError(f"cannot load {cfg.model!r} for classification: {_first(err)}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise FemlmError(f"the tokenizer has more tokens than {cfg.model!r} embeds")
     if cfg.max_length > getattr(model.config, "max_position_embeddings", cfg.max_length):

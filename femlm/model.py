@@ -3,8 +3,10 @@ and the MLM loss computed only where something is predicted."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,12 +77,25 @@ def preset_config(name: str, tokenizer: Any, max_length: int, dropout: float | N
     return config
 
 
+# The dropout rates of the encoders femlm loads: BERT, RoBERTa, ELECTRA and DeBERTa
+# use the first two, DistilBERT "dropout" and "attention_dropout", ModernBERT the
+# last three with "attention_dropout". A classifier's own rate is left alone.
+_DROPOUT_KEYS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "attention_dropout",
+    "embedding_dropout",
+    "mlp_dropout",
+)
+
+
 def set_dropout(config: Any, dropout: float | None) -> None:
-    """Override a BERT-style config's hidden, attention and generic ``dropout`` rates
-    (None: keep them); other architectures' extra dropout keys are left alone."""
+    """Override every dropout rate of ``config`` that :data:`_DROPOUT_KEYS` names
+    (None: keep them)."""
     if dropout is None:
         return
-    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"):
+    for key in _DROPOUT_KEYS:
         if hasattr(config, key):
             setattr(config, key, dropout)
 
@@ -91,17 +106,35 @@ def _from_preset(name: str, tokenizer: Any, max_length: int, dropout: float | No
     return BertForMaskedLM(preset_config(name, tokenizer, max_length, dropout))
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers while loading: it prints a table of every fresh and
+    unused weight (and a progress bar), which femlm's own one-line summary replaces."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _from_checkpoint(
     path: str, tokenizer: Any, max_length: int, dropout: float | None
 ) -> nn.Module:
     from transformers import AutoConfig, AutoModelForMaskedLM
 
     try:
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-        set_dropout(config, dropout)
-        model, info = AutoModelForMaskedLM.from_pretrained(
-            path, config=config, local_files_only=True, output_loading_info=True
-        )
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(path, local_files_only=True)
+            set_dropout(config, dropout)
+            model, info = AutoModelForMaskedLM.from_pretrained(
+                path, config=config, local_files_only=True, output_loading_info=True
+            )
     except (OSError, ValueError, KeyError) as err:
         raise FemlmError(
             f"cannot load a masked-LM from {path!r}: {str(err).splitlines()[0]}"

@@ -263,6 +263,21 @@ def test_dropout_override_reaches_the_model(model_dir):
         ft._check(FinetuneConfig(model=str(model_dir), dropout=1.5))
 
 
+@pytest.mark.parametrize("name", ["BertConfig", "DistilBertConfig", "ModernBertConfig"])
+def test_dropout_override_reaches_each_architectures_rates(name):
+    import transformers
+
+    from femlm.model import set_dropout
+
+    if not hasattr(transformers, name):
+        pytest.skip(f"{name} needs a newer transformers")
+    config = getattr(transformers, name)()
+    set_dropout(config, 0.0)
+    heads = ("classifier_dropout", "qa_dropout", "seq_classif_dropout")  # task heads' own
+    rates = {k: v for k, v in config.to_dict().items() if "dropout" in k and k not in heads}
+    assert len(rates) >= 2 and set(rates.values()) == {0.0}, rates
+
+
 def test_three_labels_size_the_head_on_both_paths(model_dir):
     import femlm.finetune as ft
     from femlm.data import load_tokenizer
