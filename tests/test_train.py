@@ -249,6 +249,8 @@ def test_continual_pretraining_from_a_checkpoint_without_mlm_head(setup, tmp_pat
     with caplog.at_level("WARNING", logger="femlm"):
         assert main(_args(setup, out, "--model", str(folder), "--max-steps", "2")) == 0
     assert "tied to the word embeddings" in caplog.text
+    # femlm's one line replaces transformers' table of fresh weights
+    assert "LOAD REPORT" not in caplog.text
     from transformers import AutoModelForMaskedLM
 
     model = AutoModelForMaskedLM.from_pretrained(out / "final")
@@ -319,6 +321,7 @@ def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(dist, "pick_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     with pytest.raises(FemlmError, match="no GPU of its own: 1 visible"):
         dist.init("cuda")
     # a launcher that shows each process only its own GPU: that one is cuda:0
@@ -327,3 +330,9 @@ def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     with pytest.raises(FemlmError, match="no GPU of its own"):
         dist._gpu_index(2)
+    # ...but torchrun gives every process the same variable: then they would share it
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    with pytest.raises(FemlmError, match="no GPU of its own: 1 visible"):
+        dist._gpu_index(1)
+    assert dist._gpu_index(0) == 0
