@@ -104,14 +104,6 @@ def plot_final_loss(variants: dict[str, list[Run]], baseline: str, out: Path) ->
     return _save(fig, out / "final_loss_by_variant.png")
 
 
-def effective_settings(cfg: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """A variant's training settings: ``base`` with its overrides; None if not configured."""
-    runs = cfg.get("runs") or {}
-    if name not in runs:
-        return None
-    return {**(cfg.get("base") or {}), **(runs[name] or {})}
-
-
 def fe_views(settings: dict[str, Any]) -> int | None:
     """K of a plain fully-explored variant with the default replacement, else None."""
     if settings.get("strategy", "fully-explored") != "fully-explored":
@@ -158,10 +150,10 @@ def standard_at_views(
 
 def views_ablation(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> dict[str, int]:
     """``{variant: K}`` for the K plot, or {} unless at least two different K were run."""
+    configured = cfg.get("runs") or {}  # a folder on disk the config no longer names has no K
     found = {}
     for name in variants:
-        settings = effective_settings(cfg, name)
-        k = fe_views(settings) if settings is not None else None
+        k = fe_views(variant_settings(cfg, name)) if name in configured else None
         if k is not None:
             found[name] = k
     return found if len(set(found.values())) >= 2 else {}
