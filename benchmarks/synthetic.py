@@ -11,28 +11,18 @@ from typing import Any
 
 import torch
 
-from femlm.tokenizer import SPECIAL_TOKENS
+from femlm.tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer, wordpiece_from_vocab
 
 
 def made_up_tokenizer(folder: Path, vocab: int) -> Any:
     """Save and return a BERT-style WordPiece tokenizer with ``vocab`` entries: the
-    specials, then words.
+    specials, then the words ``w0``, ``w1``, ...
 
     Built with ``tokenizers`` and saved by femlm, not from a ``Bert*`` class, so
     it works with every transformers version pyproject.toml admits.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-
-    from femlm.tokenizer import bert_template, load_tokenizer, save_tokenizer
-
     words = [f"w{i}" for i in range(vocab - len(SPECIAL_TOKENS))]
-    tok = Tokenizer(
-        models.WordPiece({t: i for i, t in enumerate(SPECIAL_TOKENS + words)}, unk_token="[UNK]")
-    )
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = bert_template(tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]"))
-    save_tokenizer(tok, folder)
+    save_tokenizer(wordpiece_from_vocab(words), folder)
     return load_tokenizer(folder)
 
 

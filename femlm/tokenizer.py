@@ -46,14 +46,7 @@ def train_wordpiece(
     The iterator is consumed once, inside the Rust trainer, so the corpus is
     never held in memory. Raises FemlmError when it yields nothing.
     """
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        trainers,
-    )
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     if vocab_size <= len(SPECIAL_TOKENS):
         raise FemlmError(
@@ -64,7 +57,6 @@ def train_wordpiece(
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
@@ -79,15 +71,26 @@ def train_wordpiece(
     # which changes from process to process, so the same corpus gave different
     # ids. WordPiece encodes by longest match against the vocabulary *set*; ids
     # in sorted order (special tokens first) make them a function of the set.
-    learned = tok.get_vocab()
-    ordered = SPECIAL_TOKENS + sorted(t for t in learned if t not in SPECIAL_TOKENS)
-    tok.model = models.WordPiece(
-        {t: i for i, t in enumerate(ordered)}, unk_token="[UNK]", continuing_subword_prefix="##"
-    )
-    tok.post_processor = bert_template(tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]"))
+    learned = sorted(t for t in tok.get_vocab() if t not in SPECIAL_TOKENS)
+    tok = wordpiece_from_vocab(learned, lowercase)
     log.info(
         "trained a WordPiece vocabulary of %d on %d documents", tok.get_vocab_size(), seen.count
     )
+    return tok
+
+
+def wordpiece_from_vocab(words: list[str], lowercase: bool = True) -> Any:
+    """A BERT-style WordPiece ``tokenizers.Tokenizer`` whose ids are femlm's special
+    tokens, then ``words`` in the order given (``##`` marks a word's continuation)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + list(words))}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.add_special_tokens(SPECIAL_TOKENS)  # matched whole, before normalisation
+    tok.post_processor = bert_template(tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]"))
     return tok
 
 
