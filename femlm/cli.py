@@ -6,6 +6,7 @@ No logic lives here; every subcommand maps to a function of the library.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -132,7 +133,8 @@ def _run_pretrain(args: argparse.Namespace) -> None:
     from femlm.train import run_from_files
 
     final = run_from_files(args.config, _overrides(args), args.resume)
-    print(f"final model: {final}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here
+        print(f"final model: {final}")
 
 
 _NOT_CONFIG = {"command", "run", "config", "resume"}

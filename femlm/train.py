@@ -33,7 +33,7 @@ from femlm.errors import FemlmError
 from femlm.evaluate import eval_batches_for, evaluate, unigram_loss
 from femlm.files import MetricsLog
 from femlm.keyed import mix_ints
-from femlm.model import build_model, count_parameters, mlm_loss_sum
+from femlm.model import build_model, count_parameters, mlm_loss_sum, quiet_transformers
 
 log = logging.getLogger("femlm")
 
@@ -222,7 +222,8 @@ def _bookkeeping(
         ev = evaluate(run.model, run.eval_batches, d, run.autocast)
         ppl = math.exp(min(ev, 50.0))
         metrics.write(step=step, eval_loss=ev, eval_ppl=ppl, elapsed=run.elapsed)
-        bar.write(f"step {step}: eval loss {ev:.4f} (ppl {ppl:.1f})")
+        if d.main:  # tqdm's write prints even where the bar is disabled
+            bar.write(f"step {step}: eval loss {ev:.4f} (ppl {ppl:.1f})")
     if cfg.variance_every and step % cfg.variance_every == 0:
         if d.main:
             metrics.write(step=step, **_variance(run.model, run.tokenizer, run.eval_set, cfg))
@@ -355,7 +356,8 @@ def _training_state(step: int, optimizer: Any, scheduler: Any, elapsed: float) -
 
 def _save_final(model: nn.Module, tokenizer: Any, cfg: TrainConfig, folder: Path) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
-    model.save_pretrained(tmp, safe_serialization=True)
+    with quiet_transformers():  # its shard-writing bar would ignore --no-progress
+        model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     save_config(cfg, tmp / ckpt.CONFIG_FILE)
     if folder.exists():

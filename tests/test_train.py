@@ -188,6 +188,8 @@ def test_torchrun_two_processes_match_one_process(setup, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    said = proc.stdout + proc.stderr  # by rank 0 alone
+    assert said.count("step 2: eval loss") == 1 and said.count("final model:") == 1, said
     read = lambda p: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     a, b = read(one), read(two)
     assert [r["step"] for r in a] == [r["step"] for r in b]
