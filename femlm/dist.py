@@ -59,8 +59,8 @@ def _gpu_index(local: int) -> int:
     """This process's GPU: its local rank, or 0 when a launcher shows each process one GPU."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     # torchrun hands every process the same environment, so one GPU in
-    # CUDA_VISIBLE_DEVICES there is shared by all (NCCL then fails with a duplicate-GPU
-    # error); other launchers (srun, mpirun) may show each process its own.
+    # CUDA_VISIBLE_DEVICES there would be shared by all (NCCL does not support that);
+    # other launchers (srun, mpirun) may show each process its own.
     under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ
     if visible and "," not in visible and not under_torchrun:
         return 0

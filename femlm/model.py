@@ -108,8 +108,9 @@ def _from_preset(name: str, tokenizer: Any, max_length: int, dropout: float | No
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers while loading: it prints a table of every fresh and
-    unused weight (and a progress bar), which femlm's own one-line summary replaces."""
+    """Silence transformers' warnings and progress bars: loading prints a table of
+    every fresh and unused weight, saving a shard-writing bar; femlm says in its own
+    lines what matters (which weights start fresh, where the model went)."""
     from transformers.utils import logging as hf_logging
 
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
