@@ -129,14 +129,18 @@ def variant_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
     return {**(config.get("base") or {}), **((config.get("runs") or {}).get(name) or {})}
 
 
+def is_standard(settings: dict[str, Any]) -> bool:
+    """Standard masking: random positions, one view of each sequence."""
+    return settings.get("strategy") == "random" and (settings.get("views") or 1) == 1
+
+
 def pick_baseline(folder: Path, variants: dict[str, list[Run]]) -> str:
     """The first standard-masking variant of the config (its own settings over
     ``base``), else 'standard', else the config's first variant that ran."""
     config = read_config(folder)
     runs = config.get("runs", {}) or {}
     for name in runs:
-        values = variant_settings(config, name)
-        if values.get("strategy") == "random" and values.get("views", 1) == 1 and name in variants:
+        if is_standard(variant_settings(config, name)) and name in variants:
             return name
     if "standard" in variants:
         return "standard"
@@ -285,12 +289,16 @@ CLAIM_VERDICTS = {
 }
 
 
-def claims_table(variants: dict[str, list[Run]], baseline: str, eff: dict) -> list[str]:
+def claims_table(
+    variants: dict[str, list[Run]], baseline: str, eff: dict, standard: bool = True
+) -> list[str]:
+    """``standard``: the baseline is standard masking (else the claim names it)."""
     fe = next((v for v in variants if v.startswith("fully-explored")), None)
     lines = ["| claim of the paper | what we measured | verdict |", "|---|---|---|"]
     if fe is None:
         return lines + ["| (no fully-explored variant in this experiment) | | |"]
-    for other, claim in ((baseline, "FE trains more efficiently than standard random masking at equal compute"),
+    than = "standard random masking" if standard else f"`{baseline}`"
+    for other, claim in ((baseline, f"FE trains more efficiently than {than} at equal compute"),
                          ("random-K", "FE beats independent random views of the same sequences")):  # fmt: skip
         if other not in variants or other == fe:
             continue
@@ -347,7 +355,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
         md += ["Variance terms during training (`--variance-every`):", ""]
         md += [f"![variance vs steps]({over_steps.name})", ""]
     md += ["## Does the variance predict the outcome?", "", *ranking_check(folder, variants), ""]
-    md += ["## Claims", "", *claims_table(variants, baseline, eff), ""]
+    standard = is_standard(variant_settings(read_config(folder), baseline))
+    md += ["## Claims", "", *claims_table(variants, baseline, eff, standard), ""]
     md += [
         "Verdict rule: a mean difference counts when it exceeds twice its standard error over seeds."
     ]

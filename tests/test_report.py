@@ -209,6 +209,19 @@ def test_downstream_claim_tie(tmp_path):
     assert rows["FE pre-training helps downstream (sst2)"][1] == "inconclusive at this scale"
 
 
+def test_the_loss_claim_names_a_baseline_that_is_not_standard_masking(tmp_path):
+    runs = {
+        "span": {"strategy": "span", "views": 1, "rate": 0.15, "batch_size": 28},
+        "fully-explored-span": {"strategy": "fully-explored-span", "batch_size": 4},
+    }
+    finals = {"span": [5.0, 5.1, 5.2], "fully-explored-span": [5.3, 5.4, 5.5]}
+    root = make_experiment(tmp_path / "runs", runs, finals)
+    rows = table_rows(section(write_report(root).read_text(), "Claims"))
+    assert rows["FE trains more efficiently than `span` at equal compute"][1] == (
+        "not reproduced (FE worse)"
+    )
+
+
 def test_efficiency_table_shows_the_baselines_steps_to_each_final_loss(tmp_path):
     root = make_experiment(tmp_path / "runs", RUNS, FINALS)
     rows = section(write_report(root).read_text(), "Efficiency").splitlines()
