@@ -21,7 +21,7 @@ from typing import Any
 from femlm.checkpoint import CONFIG_FILE, list_checkpoints
 from femlm.config import TrainConfig, check_config, from_dict, load_config, read_config_file
 from femlm.errors import FemlmError
-from femlm.files import write_json
+from femlm.files import finished_run, write_json
 
 log = logging.getLogger("femlm")
 
@@ -169,7 +169,7 @@ def _prepare_tokenizer(exp: Experiment) -> None:
 def _pretrain_once(exp: Experiment, variant: str, seed: int, folder: Path) -> None:
     from femlm.train import pretrain
 
-    if (folder / "final" / "model.safetensors").is_file():
+    if finished_run(folder):
         log.info("  finished earlier, skipped")
         return
     resume = bool(list_checkpoints(folder / "checkpoints"))

@@ -1,6 +1,6 @@
 """File helpers shared across modules: one sha256 (checkpoints, the block cache,
-downloads), one atomic JSON writer (results, timings, re-evaluations) and the
-training run's metrics log."""
+downloads), one atomic JSON writer (results, timings, re-evaluations), the
+training run's metrics log and the one test of whether a run has finished."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+
+def finished_run(run: str | os.PathLike) -> bool:
+    """A run folder whose final model is written (``final/`` appears by one rename of a
+    complete folder, so its presence means the whole model is there)."""
+    return (Path(run) / "final" / "model.safetensors").is_file()
 
 
 def sha256_file(path: str | os.PathLike) -> str:

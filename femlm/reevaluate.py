@@ -19,7 +19,7 @@ from typing import Any
 
 from femlm.checkpoint import CONFIG_FILE
 from femlm.errors import FemlmError
-from femlm.files import write_json
+from femlm.files import finished_run, write_json
 
 
 def result_name(mask_prob: float, random_prob: float) -> str:
@@ -42,7 +42,7 @@ def evaluate_run(
     from femlm.model import build_model, pick_device
 
     run = Path(run_dir)
-    if not (run / CONFIG_FILE).is_file() or not (run / "final").is_dir():
+    if not (run / CONFIG_FILE).is_file() or not finished_run(run):
         raise FemlmError(f"{run} is not a finished run: it needs {CONFIG_FILE} and final/")
     cfg = load_config(TrainConfig, str(run / CONFIG_FILE))
     cfg.eval_mask_prob, cfg.eval_random_prob = mask_prob, random_prob

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.errors import FemlmError
+from femlm.files import finished_run
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Run:
 
 def unfinished(run_folder: Path) -> bool:
     """A run femlm started (it saved its config) that has not written ``final/``."""
-    return (run_folder / "femlm_config.json").is_file() and not (run_folder / "final").is_dir()
+    return (run_folder / "femlm_config.json").is_file() and not finished_run(run_folder)
 
 
 def load_runs(folder: Path) -> dict[str, list[Run]]:
