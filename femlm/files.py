@@ -12,9 +12,10 @@ from typing import Any
 
 
 def finished_run(run: str | os.PathLike) -> bool:
-    """A run folder whose final model is written (``final/`` appears by one rename of a
-    complete folder, so its presence means the whole model is there)."""
-    return (Path(run) / "final" / "model.safetensors").is_file()
+    """A run folder whose final model is written: ``final/`` appears by one rename of a
+    complete folder, so its presence is enough, and a copy of a run's results without
+    its weights (the usual way to share them) still counts as finished."""
+    return (Path(run) / "final").is_dir()
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -307,7 +307,6 @@ def test_unfinished_runs_are_left_out_and_named(tmp_path):
     (root / "fe-K2" / "seed-1" / "femlm_config.json").write_text("{}")
     (root / "standard" / "seed-1" / "femlm_config.json").write_text("{}")
     (root / "standard" / "seed-1" / "final").mkdir()
-    (root / "standard" / "seed-1" / "final" / "model.safetensors").write_bytes(b"")
     text = write_report(root).read_text()
     assert "Left out, not finished (still training or interrupted): `fe-K2` seed 1." in text
     assert "| fe-K2 | 3.0000 (n=1) |" in text
