@@ -133,7 +133,7 @@ def _run_pretrain(args: argparse.Namespace) -> None:
     from femlm.train import run_from_files
 
     final = run_from_files(args.config, _overrides(args), args.resume)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here
+    if _rank_zero():  # under torchrun every rank returns here
         print(f"final model: {final}")
 
 
@@ -278,12 +278,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _rank_zero() -> bool:
+    """Rank 0 under torchrun (which sets RANK), or the only process."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _setup_logging() -> None:
     import logging
-    import os
 
     # Under torchrun only rank 0 talks.
-    quiet = os.environ.get("RANK", "0") != "0"
+    quiet = not _rank_zero()
     logger = logging.getLogger("femlm")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -135,10 +135,9 @@ def is_standard(settings: dict[str, Any]) -> bool:
     return settings.get("strategy") == "random" and (settings.get("views") or 1) == 1
 
 
-def pick_baseline(folder: Path, variants: dict[str, list[Run]]) -> str:
+def pick_baseline(config: dict[str, Any], variants: dict[str, list[Run]]) -> str:
     """The first standard-masking variant of the config (its own settings over
     ``base``), else 'standard', else the config's first variant that ran."""
-    config = read_config(folder)
     runs = config.get("runs", {}) or {}
     for name in runs:
         if is_standard(variant_settings(config, name)) and name in variants:
@@ -326,7 +325,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out) if out else folder
     out.mkdir(parents=True, exist_ok=True)
     variants = load_runs(folder)
-    baseline = pick_baseline(folder, variants)
+    config = read_config(folder)
+    baseline = pick_baseline(config, variants)
     eff_lines, eff = efficiency_table(variants, baseline)
     from femlm.report_plots import ablation_section, plot_curves, plot_variance_steps
 
@@ -341,8 +341,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md += ["## Every comparison", "", *comparisons_section(variants, baseline)]
     from femlm.report_pairs import pairs_section
 
-    md += [*pairs_section(read_config(folder), variants), ""]
-    md += ["## Ablations", "", *ablation_section(variants, baseline, read_config(folder), out)]
+    md += [*pairs_section(config, variants), ""]
+    md += ["## Ablations", "", *ablation_section(variants, baseline, config, out)]
     if rescored := reevaluation_section(variants, baseline):
         md += ["## Re-evaluation with another replacement policy", "", *rescored]
     from femlm.report_downstream import downstream_table
@@ -356,7 +356,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
         md += ["Variance terms during training (`--variance-every`):", ""]
         md += [f"![variance vs steps]({over_steps.name})", ""]
     md += ["## Does the variance predict the outcome?", "", *ranking_check(folder, variants), ""]
-    standard = is_standard(variant_settings(read_config(folder), baseline))
+    standard = is_standard(variant_settings(config, baseline))
     md += ["## Claims", "", *claims_table(variants, baseline, eff, standard), ""]
     md += [
         "Verdict rule: a mean difference counts when it exceeds twice its standard error over seeds."

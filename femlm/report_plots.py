@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from femlm.report import Run, mean_std, variant_settings
+from femlm.report import Run, is_standard, mean_std, variant_settings
 
 # Replacement policy the K ablation holds fixed, so that K is the only change.
 DEFAULT_MASK_PROB, DEFAULT_RANDOM_PROB = 0.8, 0.1
@@ -138,12 +138,7 @@ def standard_at_views(
 
     found = {}
     for fe, other in counterparts(cfg, variants):
-        settings = variant_settings(cfg, other)
-        if (
-            fe in views
-            and settings.get("strategy") == "random"
-            and (settings.get("views") or 1) == 1
-        ):
+        if fe in views and is_standard(variant_settings(cfg, other)):
             found[other] = views[fe]
     return found
 

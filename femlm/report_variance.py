@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.config import TrainConfig
-from femlm.report import Run, compare, mean_std, read_config, variant_settings
+from femlm.report import Run, compare, is_standard, mean_std, read_config, variant_settings
 
 
 def variance_claims(runs: list[Run], fe: str) -> list[str]:
@@ -62,9 +62,9 @@ def variance_section(variants: dict[str, list[Run]], folder: Path, out: Path) ->
 
 def _estimate_key(values: dict[str, Any]) -> str | None:
     """Which of the variance tool's step variances describes a variant's runs."""
-    strategy, views = values.get("strategy", "fully-explored"), values.get("views")
-    if strategy == "random" and (views or 1) == 1:
+    if is_standard(values):
         return "standard.step_var"
+    strategy, views = values.get("strategy", "fully-explored"), values.get("views")
     if strategy in ("random", "fully-explored", "fully-explored-span", "span") and (
         strategy.startswith("fully-explored") or (views or 1) > 1
     ):
