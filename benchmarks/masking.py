@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from femlm.collator import MaskingCollator
 from femlm.masking import sample_masks
-from femlm.show import _WORDS, builtin_tokenizer
+from femlm.masking.collator import MaskingCollator
+from femlm.masking.show import _WORDS, builtin_tokenizer
 
 BATCH = 64
 LENGTHS = (128, 512)

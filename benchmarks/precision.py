@@ -26,7 +26,7 @@ from synthetic import made_up_corpus, made_up_tokenizer
 
 from femlm.config import TrainConfig
 from femlm.model import pick_device
-from femlm.train import pretrain
+from femlm.train.loop import pretrain
 
 SETTINGS = {"fp32": (False, False), "bf16": (True, False), "bf16+compile": (True, True)}
 

@@ -11,7 +11,12 @@ from typing import Any
 
 import torch
 
-from femlm.tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer, wordpiece_from_vocab
+from femlm.data.tokenizer import (
+    SPECIAL_TOKENS,
+    load_tokenizer,
+    save_tokenizer,
+    wordpiece_from_vocab,
+)
 
 
 def made_up_tokenizer(folder: Path, vocab: int) -> Any:

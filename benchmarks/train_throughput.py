@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from synthetic import made_up_corpus, made_up_tokenizer
 
-from femlm.collator import MaskingCollator
 from femlm.config import TrainConfig
+from femlm.masking.collator import MaskingCollator
 from femlm.model import build_model, mlm_loss_sum
-from femlm.train import pretrain
+from femlm.train.loop import pretrain
 
 VOCAB = 30522
 LENGTH = 128

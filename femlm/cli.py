@@ -10,8 +10,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from femlm.config import STRATEGIES
 from femlm.errors import FemlmError
+from femlm.masking.strategies import STRATEGIES
 
 
 def _add_mask(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def _add_mask(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_mask(args: argparse.Namespace) -> None:
-    from femlm.show import SAMPLE_TEXT, load_tokenizer, render_views
+    from femlm.masking.show import SAMPLE_TEXT, load_tokenizer, render_views
 
     text = args.text if args.text is not None else SAMPLE_TEXT
     if args.file:
@@ -62,7 +62,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fetch(args: argparse.Namespace) -> None:
-    from femlm.corpora import fetch
+    from femlm.corpora.fetch import fetch
 
     fetch(args.general, args.domain, args.tasks, cache_dir=args.cache_dir, pip_only=args.pip_only)
 
@@ -85,7 +85,7 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_tokenizer(args: argparse.Namespace) -> None:
-    from femlm.data import train_tokenizer
+    from femlm.data.tokenizer import train_tokenizer
 
     if args.vocab_size < 10:
         raise FemlmError(f"--vocab-size must be at least 10, got {args.vocab_size}")
@@ -130,7 +130,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pretrain(args: argparse.Namespace) -> None:
-    from femlm.train import run_from_files
+    from femlm.train.loop import run_from_files
 
     final = run_from_files(args.config, _overrides(args), args.resume)
     if _rank_zero():  # under torchrun every rank returns here
@@ -155,8 +155,8 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_experiment(args: argparse.Namespace) -> None:
-    from femlm.experiment import load_experiment, run_experiment
-    from femlm.report import summary, write_report
+    from femlm.experiments.grid import load_experiment, run_experiment
+    from femlm.report.writer import summary, write_report
 
     folder = run_experiment(load_experiment(args.config, args.out_dir), args.variants, args.seeds)
     print(summary(folder))
@@ -172,7 +172,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> None:
-    from femlm.report import summary, write_report
+    from femlm.report.writer import summary, write_report
 
     path = write_report(args.runs_dir, args.out)
     print(summary(args.runs_dir))
@@ -192,7 +192,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from femlm.reevaluate import evaluate_runs
+    from femlm.train.reevaluate import evaluate_runs
 
     print(f"{'run':48s} eval loss (mask {args.mask_prob:g}, random {args.random_prob:g})")
     print("\n".join(evaluate_runs(args.runs, args.mask_prob, args.random_prob)))
@@ -210,7 +210,7 @@ def _add_variance(sub: argparse._SubParsersAction) -> None:
 
 def _run_variance(args: argparse.Namespace) -> None:
     from femlm.config import load_config
-    from femlm.variance import VarianceConfig, format_table, run_variance
+    from femlm.variance.analyser import VarianceConfig, format_table, run_variance
 
     print(format_table(run_variance(load_config(VarianceConfig, args.config, _overrides(args)))))
 
@@ -226,7 +226,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
 
 def _run_finetune(args: argparse.Namespace) -> None:
     from femlm.config import load_config
-    from femlm.finetune import FinetuneConfig, finetune, format_table
+    from femlm.finetune.run import FinetuneConfig, finetune, format_table
 
     print(format_table(finetune(load_config(FinetuneConfig, args.config, _overrides(args)))))
 
@@ -241,7 +241,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> None:
-    from femlm.demo import DEMO_STEPS, run_demo
+    from femlm.experiments.demo import DEMO_STEPS, run_demo
 
     run_demo(args.out_dir, args.cache_dir, tuple(args.seeds), args.steps or DEMO_STEPS)
 

@@ -17,11 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.errors import FemlmError
-
-# Masking strategy names live here, not in femlm.masking, so that building the
-# command line does not import torch.
-FULLY_EXPLORED = ("fully-explored", "fully-explored-contiguous", "fully-explored-span")
-STRATEGIES = ("random", "random-bernoulli", "whole-word", "span", *FULLY_EXPLORED)
+from femlm.masking.strategies import resolve_views_rate
 
 
 def _f(default: Any, help: str) -> Any:
@@ -183,8 +179,6 @@ def _as_list(value: Any, cast: type, message: str) -> list:
 
 def check_config(cfg: TrainConfig, world: int = 1) -> None:
     """Reject impossible settings before any work is done (one-line errors)."""
-    from femlm.masking import resolve_views_rate  # torch: only when a run is checked
-
     resolve_views_rate(cfg.strategy, cfg.views, cfg.rate)
     if not cfg.data:
         raise FemlmError("no training data: give --data FILE [FILE ...]")

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from femlm.collator import MaskingCollator, epoch_callback
-from femlm.show import builtin_tokenizer
+from femlm.masking.collator import MaskingCollator, epoch_callback
+from femlm.masking.show import builtin_tokenizer
 
 TEXTS = [
     "the model predicts every token once",

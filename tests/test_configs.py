@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from femlm.experiment import load_experiment, seeds_of
+from femlm.experiments.grid import load_experiment, seeds_of
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 SWEEPS = {"calibrate"}  # one seed per setting by design: it picks settings, it claims nothing

@@ -12,9 +12,10 @@ import zlib
 
 import pytest
 
-from femlm import corpora, hygiene, sources
-from femlm import parsers as P
-from femlm import textclean as T
+from femlm.corpora import fetch as corpora
+from femlm.corpora import hygiene, sources
+from femlm.corpora import parsers as P
+from femlm.corpora import textclean as T
 from femlm.errors import FemlmError
 
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

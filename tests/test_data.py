@@ -21,8 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from femlm import data
-from femlm import tokenizer as femtok
+from femlm.data import blocks as data
+from femlm.data import packing, readers
+from femlm.data import tokenizer as femtok
 from femlm.errors import FemlmError
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "pe", "du", "gri", "fal"]
@@ -62,12 +63,12 @@ def docs():
 def tok_dir(tmp_path_factory, docs):
     corpus = write_txt(tmp_path_factory.mktemp("corpus") / "c.txt", docs)
     out = tmp_path_factory.mktemp("tok") / "tokenizer"
-    return data.train_tokenizer([corpus], out, vocab_size=300, min_frequency=1, progress=False)
+    return femtok.train_tokenizer([corpus], out, vocab_size=300, min_frequency=1, progress=False)
 
 
 @pytest.fixture(scope="module")
 def tok(tok_dir):
-    return data.load_tokenizer(tok_dir)
+    return femtok.load_tokenizer(tok_dir)
 
 
 # --- reading -----------------------------------------------------------------------
@@ -91,7 +92,7 @@ def test_every_format_gives_the_same_documents(tmp_path, docs):
         saved_dict,
     ]
     for path in inputs:
-        assert list(data.iter_documents([path])) == sample, path
+        assert list(readers.iter_documents([path])) == sample, path
 
 
 def test_folders_are_walked_in_sorted_order_skipping_other_files(tmp_path, docs):
@@ -102,27 +103,27 @@ def test_folders_are_walked_in_sorted_order_skipping_other_files(tmp_path, docs)
     write_parquet(root / "c.parquet", docs[4:6])
     (root / "notes.md").write_text("not a corpus file")
     (root / ".hidden.txt").write_text("hidden\n")
-    assert list(data.iter_documents([root])) == docs[:6]
+    assert list(readers.iter_documents([root])) == docs[:6]
 
 
 def test_blank_lines_and_null_values_are_skipped(tmp_path):
     path = tmp_path / "c.txt"
     path.write_bytes(b"\xef\xbb\xbfone\r\n\n   \ntwo\n")
-    assert list(data.iter_documents(path)) == ["one", "two"]
+    assert list(readers.iter_documents(path)) == ["one", "two"]
     write_parquet(tmp_path / "n.parquet", ["a", None, "", "b"])
-    assert list(data.iter_documents([tmp_path / "n.parquet"])) == ["a", "b"]
+    assert list(readers.iter_documents([tmp_path / "n.parquet"])) == ["a", "b"]
 
 
 def test_iter_documents_is_lazy_and_checks_paths_up_front(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"text": "fine"}\nnot json\n')
-    documents = data.iter_documents([path])
+    documents = readers.iter_documents([path])
     assert inspect.isgenerator(documents)
     assert next(documents) == "fine"  # the bad line is not read yet
     with pytest.raises(FemlmError, match=r"c\.jsonl:2: not valid JSON"):
         next(documents)
     with pytest.raises(FemlmError, match="does not exist"):
-        data.iter_documents([tmp_path / "missing.txt"])
+        readers.iter_documents([tmp_path / "missing.txt"])
 
 
 def test_reading_a_large_file_uses_bounded_memory(tmp_path):
@@ -133,7 +134,7 @@ def test_reading_a_large_file_uses_bounded_memory(tmp_path):
     size = path.stat().st_size
     tracemalloc.start()
     try:
-        count = sum(1 for _ in data.iter_documents([path]))
+        count = sum(1 for _ in readers.iter_documents([path]))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -145,12 +146,12 @@ def test_non_utf8_lines_are_skipped_and_counted_or_raise(tmp_path):
     path = tmp_path / "c.txt"
     path.write_bytes(b"good one\nbad \xff\xfe line\ngood two\n\xc3\n")
     stats: dict = {}
-    assert list(data.iter_documents([path], stats=stats)) == ["good one", "good two"]
+    assert list(readers.iter_documents([path], stats=stats)) == ["good one", "good two"]
     assert stats == {"documents": 2, "bad_utf8": 2}
     with pytest.raises(FemlmError, match=r"c\.txt:2: not UTF-8"):
-        list(data.iter_documents([path], on_bad_utf8="error"))
+        list(readers.iter_documents([path], on_bad_utf8="error"))
     with pytest.raises(FemlmError, match="on_bad_utf8"):
-        data.iter_documents([path], on_bad_utf8="ignore")
+        readers.iter_documents([path], on_bad_utf8="ignore")
 
 
 def test_missing_text_field_is_one_clear_error(tmp_path, docs):
@@ -160,22 +161,22 @@ def test_missing_text_field_is_one_clear_error(tmp_path, docs):
     datasets.Dataset.from_dict({"body": docs[:3]}).save_to_disk(str(saved))
     for path in (tmp_path / "c.jsonl", tmp_path / "c.parquet", saved):
         with pytest.raises(FemlmError, match="no (field|column) 'text'"):
-            list(data.iter_documents([path]))
-        assert list(data.iter_documents([path], text_field="body")) == docs[:3]
+            list(readers.iter_documents([path]))
+        assert list(readers.iter_documents([path], text_field="body")) == docs[:3]
     (tmp_path / "n.jsonl").write_text('{"text": 3}\n')
     with pytest.raises(FemlmError, match="holds int, not text"):
-        list(data.iter_documents([tmp_path / "n.jsonl"]))
+        list(readers.iter_documents([tmp_path / "n.jsonl"]))
 
 
 def test_bad_paths_are_one_clear_error(tmp_path):
     (tmp_path / "c.csv").write_text("a,b\n")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FemlmError, match="unsupported file type '.csv'"):
-        data.iter_documents([tmp_path / "c.csv"])
+        readers.iter_documents([tmp_path / "c.csv"])
     with pytest.raises(FemlmError, match="holds no .txt"):
-        data.iter_documents([tmp_path / "empty"])
+        readers.iter_documents([tmp_path / "empty"])
     with pytest.raises(FemlmError, match="no input files"):
-        data.iter_documents([])
+        readers.iter_documents([])
 
 
 # --- tokenizer ---------------------------------------------------------------------
@@ -205,8 +206,8 @@ def test_training_the_same_corpus_twice_gives_the_same_tokenizer(tmp_path, docs)
     # The trainer's tie-breaking changes from process to process, so train in two.
     corpus = write_txt(tmp_path / "c.txt", docs)
     code = (
-        "import sys; from femlm import data; "
-        "data.train_tokenizer([sys.argv[1]], sys.argv[2], vocab_size=300, min_frequency=1, "
+        "import sys; from femlm.data import tokenizer; "
+        "tokenizer.train_tokenizer([sys.argv[1]], sys.argv[2], vocab_size=300, min_frequency=1, "
         "progress=False)"
     )
     for name in ("a", "b"):
@@ -220,7 +221,7 @@ def test_train_tokenizer_keeps_other_files_and_rejects_empty_corpus(tmp_path, do
     out.mkdir()
     (out / "config.json").write_text("{}")
     corpus = write_txt(tmp_path / "c.txt", docs[:50])
-    data.train_tokenizer(corpus, out, vocab_size=100, progress=False)
+    femtok.train_tokenizer(corpus, out, vocab_size=100, progress=False)
     assert sorted(p.name for p in out.iterdir()) == [
         "config.json",
         "tokenizer.json",
@@ -228,24 +229,24 @@ def test_train_tokenizer_keeps_other_files_and_rejects_empty_corpus(tmp_path, do
     ]
     (tmp_path / "blank.txt").write_text("\n  \n")
     with pytest.raises(FemlmError, match="no documents"):
-        data.train_tokenizer([tmp_path / "blank.txt"], tmp_path / "t2", progress=False)
+        femtok.train_tokenizer([tmp_path / "blank.txt"], tmp_path / "t2", progress=False)
     with pytest.raises(FemlmError, match="vocab_size"):
-        data.train_tokenizer(corpus, tmp_path / "t3", vocab_size=5, progress=False)
+        femtok.train_tokenizer(corpus, tmp_path / "t3", vocab_size=5, progress=False)
 
 
 def test_load_tokenizer_errors(tmp_path, tok):
     with pytest.raises(FemlmError, match="does not exist"):
-        data.load_tokenizer(tmp_path / "nope")
+        femtok.load_tokenizer(tmp_path / "nope")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "tokenizer.json").write_text("{broken")
     with pytest.raises(FemlmError, match="cannot load a tokenizer"):
-        data.load_tokenizer(tmp_path / "junk")
+        femtok.load_tokenizer(tmp_path / "junk")
     from transformers import PreTrainedTokenizerFast
 
     no_mask = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, pad_token="[PAD]")
     no_mask.save_pretrained(tmp_path / "no_mask")
     with pytest.raises(FemlmError, match="no mask token"):
-        data.load_tokenizer(tmp_path / "no_mask")
+        femtok.load_tokenizer(tmp_path / "no_mask")
 
 
 # --- packing -----------------------------------------------------------------------
@@ -285,7 +286,7 @@ def test_blocks_are_exact_and_pack_short_documents(tmp_path, tok):
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.lists(st.integers(10, 99), max_size=40), max_size=30), st.integers(3, 12))
 def test_packer_cuts_the_joined_stream(tmp_path_factory, documents, length):
-    packer = femtok.Packer(tmp_path_factory.mktemp("p") / "x.bin", length, 1, 2)
+    packer = packing.Packer(tmp_path_factory.mktemp("p") / "x.bin", length, 1, 2)
     for start in range(0, len(documents), 4):  # batches must not matter
         packer.add(documents[start : start + 4])
     packer.finish()
@@ -310,7 +311,7 @@ def test_split_is_by_document_deterministic_and_disjoint(tmp_path, tok, docs):
     )
     assert a["train"]["input_ids"] == b["train"]["input_ids"]
     assert a["validation"]["input_ids"] == b["validation"]["input_ids"]
-    is_val = [femtok.in_validation(d, 3, 0.25) for d in docs]
+    is_val = [packing.in_validation(d, 3, 0.25) for d in docs]
     assert 0.1 < sum(is_val) / len(docs) < 0.4
     for name, docs_in in (
         ("train", [d for d, v in zip(docs, is_val, strict=True) if not v]),
@@ -326,7 +327,7 @@ def test_split_is_by_document_deterministic_and_disjoint(tmp_path, tok, docs):
 
 def test_validation_falls_back_to_one_block(tmp_path, tok, docs):
     corpus = write_txt(tmp_path / "c.txt", docs[:40])
-    assert not any(femtok.in_validation(d, 0, 0.001) for d in docs[:40])
+    assert not any(packing.in_validation(d, 0, 0.001) for d in docs[:40])
     ds = data.build_blocks(
         [corpus], tok, 16, tmp_path / "cache", validation_fraction=0.001, progress=False
     )
@@ -370,8 +371,8 @@ def test_build_blocks_bad_input(tmp_path, tok, docs):
 
 def test_tokenizer_truncation_is_ignored(tmp_path, tok_dir, docs):
     corpus = write_txt(tmp_path / "c.txt", [" ".join(docs[:60])])  # one long document
-    plain = data.load_tokenizer(tok_dir)
-    cut = data.load_tokenizer(tok_dir)
+    plain = femtok.load_tokenizer(tok_dir)
+    cut = femtok.load_tokenizer(tok_dir)
     cut.backend_tokenizer.enable_truncation(max_length=8)
     a = data.build_blocks(
         [corpus], plain, 16, tmp_path / "a", validation_fraction=0, progress=False
@@ -395,7 +396,7 @@ def test_second_build_reuses_the_cache_and_edits_invalidate_it(
     def fail(*args, **kwargs):
         raise AssertionError("tokenised again instead of reusing the cache")
 
-    monkeypatch.setattr(femtok, "encode", fail)
+    monkeypatch.setattr(packing, "encode", fail)
     moved = write_txt(tmp_path / "moved.txt", docs)  # same content, other path
     with caplog.at_level(logging.INFO, logger="femlm"):
         again = data.build_blocks([moved], tok, 32, cache, progress=False)
@@ -415,11 +416,11 @@ def test_second_build_reuses_the_cache_and_edits_invalidate_it(
 def test_cache_key_covers_content_tokenizer_and_settings(tmp_path, docs):
     a = write_txt(tmp_path / "a.txt", docs[:5])
     b = write_txt(tmp_path / "b.txt", docs[:5])
-    sources = data.resolve_inputs([a])
+    sources = readers.resolve_inputs([a])
     base = {"max_length": 8, "seed": 0}
     key = data.cache_key(sources, "tok", base)
-    assert key == data.cache_key(data.resolve_inputs([b]), "tok", base)
+    assert key == data.cache_key(readers.resolve_inputs([b]), "tok", base)
     assert key != data.cache_key(sources, "tok2", base)
     assert key != data.cache_key(sources, "tok", {**base, "seed": 1})
     write_txt(a, docs[:4])
-    assert key != data.cache_key(data.resolve_inputs([a]), "tok", base)
+    assert key != data.cache_key(readers.resolve_inputs([a]), "tok", base)

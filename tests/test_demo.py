@@ -3,9 +3,9 @@
 import json
 import random
 
-import femlm.corpora
-import femlm.demo
-from femlm.demo import run_demo
+import femlm.corpora.fetch
+import femlm.experiments.demo
+from femlm.experiments.demo import run_demo
 
 WORDS = "the market film vote game phone price star minister team chip bank song law goal".split()
 
@@ -26,15 +26,15 @@ def test_demo_runs_end_to_end_and_writes_a_report(tmp_path, monkeypatch, capsys)
     for split, n in (("train", 40), ("dev", 10), ("test", 10)):
         rows = [{"text": text(), "label": ["a", "b"][i % 2]} for i in range(n)]
         _write_jsonl(cache / "tasks" / "bbc" / f"{split}.jsonl", rows)
-    monkeypatch.setattr(femlm.corpora, "fetch", lambda **kw: {})
+    monkeypatch.setattr(femlm.corpora.fetch, "fetch", lambda **kw: {})
     small = {
-        "base": {**femlm.demo.DEMO["base"], "max_length": 32, "eval_sequences": 8, "eval_every": 2,
+        "base": {**femlm.experiments.demo.DEMO["base"], "max_length": 32, "eval_sequences": 8, "eval_every": 2,
                  "save_every": 2, "warmup_steps": 1, "threads": 1, "progress": False},
-        "variance": {**femlm.demo.DEMO["variance"], "sequences": 3, "draws": 2, "bootstrap": 20, "hamming_points": 3,
+        "variance": {**femlm.experiments.demo.DEMO["variance"], "sequences": 3, "draws": 2, "bootstrap": 20, "hamming_points": 3,
                      "hamming_pairs": 1, "pretrain_seeds": [0], "progress": False, "split": "train"},
-        "finetune": {**femlm.demo.DEMO["finetune"], "epochs": 1, "seeds": [0], "progress": False},
+        "finetune": {**femlm.experiments.demo.DEMO["finetune"], "epochs": 1, "seeds": [0], "progress": False},
     }  # fmt: skip
-    monkeypatch.setattr(femlm.demo, "DEMO", {**femlm.demo.DEMO, **small})
+    monkeypatch.setattr(femlm.experiments.demo, "DEMO", {**femlm.experiments.demo.DEMO, **small})
     report = run_demo(str(tmp_path / "demo"), str(cache), seeds=(0,), steps=2)
     out = capsys.readouterr().out
     assert report.is_file() and f"report: {report}" in out

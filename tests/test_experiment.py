@@ -8,8 +8,8 @@ import pytest
 
 from femlm.cli import main
 from femlm.errors import FemlmError
-from femlm.experiment import load_experiment
-from femlm.report import compare, steps_to_reach
+from femlm.experiments.grid import load_experiment
+from femlm.report.stats import compare, steps_to_reach
 
 WORDS = "the a model token mask gradient sentence word view step data train loss noise".split()
 
@@ -154,13 +154,13 @@ def _estimates(fe: float) -> dict:
 
 def _seed_runs(loss: float, variance: dict | None = None) -> list:
     """Three seeds ending at ``loss`` + 0.00/0.01/0.02 (``variance`` on each)."""
-    from femlm.report import Run
+    from femlm.report.runs import Run
 
     return [Run(s, [(10, loss + s / 100, 0.0)], None, variance=variance) for s in range(3)]
 
 
 def test_ranking_check_reads_the_variance_estimates(tmp_path):
-    from femlm.report_variance import ranking_check
+    from femlm.report.variance import ranking_check
 
     (tmp_path / "experiment.json").write_text(
         json.dumps({"runs": {"fe": {"strategy": "fully-explored"}, "std": {"strategy": "random"}}})
@@ -175,7 +175,7 @@ def test_ranking_check_reads_the_variance_estimates(tmp_path):
 
 
 def test_ranking_check_reads_a_strategy_set_in_base(tmp_path):
-    from femlm.report_variance import ranking_check
+    from femlm.report.variance import ranking_check
 
     # standard masking given once in base, FE overriding it: both get a prediction
     config = {
@@ -190,7 +190,7 @@ def test_ranking_check_reads_a_strategy_set_in_base(tmp_path):
 
 
 def test_ranking_check_keeps_replacement_policies_apart(tmp_path):
-    from femlm.report_variance import ranking_check
+    from femlm.report.variance import ranking_check
 
     allmask = {"mask_prob": 1.0, "random_prob": 0.0}
     runs = {
@@ -235,11 +235,11 @@ def test_variant_seeds_and_the_seeds_option_pick_the_grid(experiment, tmp_path, 
 
 
 def test_variance_probe_uses_the_runs_replacement_policy(tmp_path, monkeypatch):
-    import femlm.variance
-    from femlm.experiment import Experiment, _variance_once
+    import femlm.variance.analyser
+    from femlm.experiments.grid import Experiment, _variance_once
 
     seen = []
-    monkeypatch.setattr(femlm.variance, "run_variance", lambda cfg: seen.append(cfg) or {})
+    monkeypatch.setattr(femlm.variance.analyser, "run_variance", lambda cfg: seen.append(cfg) or {})
     folder = tmp_path / "fe-allmask" / "seed-0"
     folder.mkdir(parents=True)
     trained = {"data": ["c.txt"], "max_length": 32, "mask_prob": 1.0, "random_prob": 0.0}

@@ -10,8 +10,8 @@ import pytest
 
 from femlm.config import add_arguments, load_config
 from femlm.errors import FemlmError
-from femlm.finetune import FinetuneConfig, finetune, format_table, macro_f1, seed_summary
-from femlm.tasks import label_order, read_task_file, split_rows, subsample
+from femlm.finetune.run import FinetuneConfig, finetune, format_table, macro_f1, seed_summary
+from femlm.finetune.tasks import label_order, read_task_file, split_rows, subsample
 
 FILLER = "the a model token data train loss noise random small large word view step".split()
 
@@ -39,7 +39,7 @@ def model_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from femlm.show import builtin_tokenizer
+    from femlm.masking.show import builtin_tokenizer
 
     folder = tmp_path_factory.mktemp("model")
     tokenizer = builtin_tokenizer()
@@ -223,8 +223,8 @@ def test_learning_rate_grid_from_the_command_line(model_dir):
 def test_a_preset_is_the_random_initialisation_baseline(model_dir, tmp_path):
     import torch
 
-    import femlm.finetune as ft
-    from femlm.data import load_tokenizer
+    import femlm.finetune.run as ft
+    from femlm.data.tokenizer import load_tokenizer
 
     task = _write_jsonl(tmp_path / "task.jsonl", _rows(120))
     with pytest.raises(FemlmError, match="needs --tokenizer and --out"):
@@ -248,8 +248,8 @@ def test_a_preset_is_the_random_initialisation_baseline(model_dir, tmp_path):
 
 
 def test_dropout_override_reaches_the_model(model_dir):
-    import femlm.finetune as ft
-    from femlm.data import load_tokenizer
+    import femlm.finetune.run as ft
+    from femlm.data.tokenizer import load_tokenizer
 
     tok = load_tokenizer(str(model_dir))
     for model in (str(model_dir), "tiny"):
@@ -279,8 +279,8 @@ def test_dropout_override_reaches_each_architectures_rates(name):
 
 
 def test_three_labels_size_the_head_on_both_paths(model_dir):
-    import femlm.finetune as ft
-    from femlm.data import load_tokenizer
+    import femlm.finetune.run as ft
+    from femlm.data.tokenizer import load_tokenizer
 
     tok = load_tokenizer(str(model_dir))
     for model in (str(model_dir), "tiny"):

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from femlm.keyed import KeyedGenerator, mix_ints
-from femlm.masking import (
+from femlm.masking.keyed import KeyedGenerator, mix_ints
+from femlm.masking.samplers import (
     FULLY_EXPLORED,
     SPAN_MAX,
     STRATEGIES,

@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from femlm.report import compare, two_se, write_report
-from femlm.report_plots import standard_at_views, views_ablation
+from femlm.report.plots import standard_at_views, views_ablation
+from femlm.report.stats import compare, two_se
+from femlm.report.writer import write_report
 
 # Clear win, clear loss and a tie against `standard` (std 0.01 over 3 seeds).
 FINALS = {
@@ -260,7 +261,8 @@ def test_a_sweep_of_standard_runs_compares_against_its_first_variant(tmp_path):
 
 
 def test_paired_differences_use_only_the_seeds_both_ran():
-    from femlm.report import Run, paired
+    from femlm.report.runs import Run
+    from femlm.report.stats import paired
 
     def runs(finals: dict[int, float]) -> list[Run]:
         return [Run(s, [(10, f, 0.0)], None) for s, f in finals.items()]
@@ -273,7 +275,7 @@ def test_paired_differences_use_only_the_seeds_both_ran():
 
 
 def test_fair_pairs_differ_only_in_masking_and_mask_the_same_share():
-    from femlm.report_pairs import counterparts
+    from femlm.report.pairs import counterparts
 
     runs = {
         **RUNS,

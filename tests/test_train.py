@@ -13,10 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from femlm.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, verify
 from femlm.cli import main
 from femlm.config import TrainConfig, check_config, load_config
 from femlm.errors import FemlmError
+from femlm.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, verify
 
 WORDS = (
     "the a model token mask gradient sentence word view step data train loss noise random "
@@ -36,7 +36,7 @@ def _corpus(path: Path, docs: int = 300, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from femlm.data import train_tokenizer
+    from femlm.data.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("train")
     corpus = _corpus(root / "corpus.txt")
@@ -153,10 +153,11 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(setup, tmp_path):
 
 
 def test_micro_batches_split_over_ranks_reproduce_the_single_process_batch(setup):
-    from femlm.collator import MaskingCollator
-    from femlm.data import build_blocks, load_tokenizer
-    from femlm.dist import Dist
-    from femlm.train import _micro_batches
+    from femlm.data.blocks import build_blocks
+    from femlm.data.tokenizer import load_tokenizer
+    from femlm.masking.collator import MaskingCollator
+    from femlm.train.dist import Dist
+    from femlm.train.loop import _micro_batches
 
     tok = load_tokenizer(setup["tokenizer"])
     blocks = build_blocks([setup["corpus"]], tok, 32, setup["cache"], progress=False)
@@ -236,7 +237,7 @@ def test_an_existing_run_is_never_overwritten_and_corruption_is_reported(setup, 
 def test_continual_pretraining_from_a_checkpoint_without_mlm_head(setup, tmp_path, caplog):
     from transformers import BertConfig, BertModel
 
-    from femlm.data import load_tokenizer
+    from femlm.data.tokenizer import load_tokenizer
 
     tok = load_tokenizer(setup["tokenizer"])
     encoder = BertModel(
@@ -273,7 +274,7 @@ def test_variance_every_logs_the_variance_terms(setup, tmp_path):
 
 
 def test_evaluate_rescores_the_fixed_positions_with_another_replacement(setup, tmp_path, capsys):
-    from femlm.reevaluate import evaluate_run
+    from femlm.train.reevaluate import evaluate_run
 
     out = tmp_path / "exp" / "standard" / "seed-0"
     assert main(_args(setup, out, "--strategy", "random", "--views", "1")) == 0
@@ -298,8 +299,9 @@ def test_evaluate_rescores_the_fixed_positions_with_another_replacement(setup, t
 
 
 def test_evaluation_inputs_are_all_mask_by_default(setup):
-    from femlm.data import build_blocks, load_tokenizer
-    from femlm.evaluate import eval_batches_for
+    from femlm.data.blocks import build_blocks
+    from femlm.data.tokenizer import load_tokenizer
+    from femlm.train.evaluate import eval_batches_for
 
     tok = load_tokenizer(str(setup["tokenizer"]))
     blocks = build_blocks([str(setup["corpus"])], tok, 32, str(setup["cache"]), progress=False)
@@ -315,7 +317,7 @@ def test_evaluation_inputs_are_all_mask_by_default(setup):
 
 
 def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
-    import femlm.dist as dist
+    import femlm.train.dist as dist
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")

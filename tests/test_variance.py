@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from femlm.errors import FemlmError
-from femlm.gradients import ViewGradients, analysis_mode, select_parameters, view_batch
+from femlm.masking.show import builtin_tokenizer
 from femlm.model import mlm_loss_sum
-from femlm.show import builtin_tokenizer
-from femlm.variance import VarianceConfig, analyse, format_table, measure, variance_terms
-from femlm.variance_stats import bootstrap, finish_hamming, moments
+from femlm.variance.analyser import VarianceConfig, analyse, format_table, measure, variance_terms
+from femlm.variance.gradients import ViewGradients, analysis_mode, select_parameters, view_batch
+from femlm.variance.stats import bootstrap, finish_hamming, moments
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -221,7 +221,7 @@ def test_tiny_transformer_covariance_falls_with_hamming_distance(tiny_result):
 
 
 def test_table_json_and_plots(tiny_result, tmp_path):
-    from femlm.plots import plot_hamming, plot_variance
+    from femlm.variance.plots import plot_hamming, plot_variance
 
     table = format_table(tiny_result)
     last = table.splitlines()[-1]
@@ -257,7 +257,7 @@ def test_config_fields_have_help():
 
 
 def test_run_variance_end_to_end(tok, tmp_path):
-    from femlm.variance import run_variance
+    from femlm.variance.analyser import run_variance
 
     tok.save_pretrained(tmp_path / "tok")
     words = (

@@ -1,0 +1,1 @@
+"""`femlm data fetch`: package sources, their parsers, text cleaners and corpus hygiene."""

@@ -1,0 +1,1 @@
+"""Data: corpus readers, tokenizer training and loading, packing into blocks, the block cache."""

@@ -1,0 +1,197 @@
+"""Streaming corpus readers: text, JSON lines, Parquet and saved datasets.
+
+Nothing is read whole: text and JSONL files line by line, Parquet in row
+batches, ``save_to_disk`` folders memory-mapped. Any other folder is searched
+recursively, in sorted order, for those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from femlm.errors import FemlmError
+
+_KINDS = {
+    ".txt": "text",
+    ".text": "text",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+}
+_BATCH = 1000  # documents per tokenizer call and rows per Arrow/Parquet read
+BAD_UTF8_MODES = ("skip", "error")
+
+Source = tuple[str, pathlib.Path]  # (kind, path), kind in text/jsonl/parquet/dataset
+
+
+def resolve_inputs(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Source]:
+    """The readable sources behind ``paths``, in order; folders expand in sorted order.
+
+    Checked up front so a typo fails at once with one line, not mid-run.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise FemlmError("no input files given")
+    sources: list[Source] = []
+    for given in paths:
+        path = pathlib.Path(given).expanduser()
+        if not path.exists():
+            raise FemlmError(f"input {str(given)!r} does not exist")
+        if path.is_dir() and not _is_saved_dataset(path):
+            found = _walk(path)
+            if not found:
+                raise FemlmError(
+                    f"folder {str(given)!r} holds no .txt, .jsonl, .json, .parquet file or saved dataset"
+                )
+            sources.extend(found)
+        elif path.is_dir():
+            sources.append(("dataset", path))
+        elif path.suffix.lower() in _KINDS:
+            sources.append((_KINDS[path.suffix.lower()], path))
+        else:
+            raise FemlmError(
+                f"{str(given)!r}: unsupported file type {path.suffix or '(none)'!r}; use .txt, .jsonl, .json, .parquet or a datasets.save_to_disk folder"
+            )
+    return sources
+
+
+def _is_saved_dataset(path: pathlib.Path) -> bool:
+    return (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
+def _walk(folder: pathlib.Path) -> list[Source]:
+    found: list[Source] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            found.extend([("dataset", entry)] if _is_saved_dataset(entry) else _walk(entry))
+        elif entry.suffix.lower() in _KINDS:
+            found.append((_KINDS[entry.suffix.lower()], entry))
+    return found
+
+
+def iter_documents(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
+    text_field: str = "text",
+    on_bad_utf8: str = "skip",
+    stats: dict | None = None,
+) -> Iterator[str]:
+    """Stream the documents of ``paths``, one string each, holding one batch at most.
+
+    Inputs are checked now; reading happens lazily as the iterator is consumed.
+    ``stats`` (when given) gets ``documents`` and ``bad_utf8`` counts. Lines that
+    are not UTF-8 are skipped and counted (``on_bad_utf8="skip"``) or raise
+    FemlmError naming file and line (``"error"``). Blank documents are skipped.
+    """
+    if on_bad_utf8 not in BAD_UTF8_MODES:
+        raise FemlmError(f"on_bad_utf8 must be 'skip' or 'error', got {on_bad_utf8!r}")
+    sources = resolve_inputs(paths)
+    counts = stats if stats is not None else {}
+    counts.setdefault("documents", 0)
+    counts.setdefault("bad_utf8", 0)
+    return documents_of(sources, text_field, on_bad_utf8, counts)
+
+
+def documents_of(sources: list[Source], field: str, on_bad: str, counts: dict) -> Iterator[str]:
+    for kind, path in sources:
+        if kind == "text":
+            texts = (line.rstrip("\r\n") for _, line in _lines(path, on_bad, counts))
+        elif kind == "jsonl":
+            texts = _jsonl_texts(path, field, on_bad, counts)
+        elif kind == "parquet":
+            texts = _parquet_texts(path, field)
+        else:
+            texts = _dataset_texts(path, field)
+        for text in texts:
+            if text.strip():
+                counts["documents"] += 1
+                yield text
+
+
+def _lines(path: pathlib.Path, on_bad: str, counts: dict) -> Iterator[tuple[int, str]]:
+    """(line number, decoded line) pairs; only splits on ``\\n``, like the files' writers."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                if on_bad == "error":
+                    raise FemlmError(
+                        f"{path}:{number}: not UTF-8 (bad byte at column {err.start + 1}); re-encode the file or skip such lines (on_bad_utf8='skip')"
+                    ) from None
+                counts["bad_utf8"] += 1
+                continue
+            yield number, line.removeprefix("\ufeff") if number == 1 else line
+
+
+def _jsonl_texts(path: pathlib.Path, field: str, on_bad: str, counts: dict) -> Iterator[str]:
+    for number, line in _lines(path, on_bad, counts):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FemlmError(
+                f"{path}:{number}: not valid JSON ({err.msg}); expected one JSON object per line"
+            ) from None
+        if not isinstance(record, dict) or field not in record:
+            keys = (
+                ", ".join(map(repr, record)) if isinstance(record, dict) else type(record).__name__
+            )
+            raise FemlmError(
+                f"{path}:{number}: no field {field!r} (found {keys}); set the text field"
+            )
+        yield from _as_texts([record[field]], path, field)
+
+
+def _as_texts(values: Iterable[Any], where: Any, field: str) -> Iterator[str]:
+    """Strings pass, nulls are skipped, anything else is an error: never silently str()."""
+    for value in values:
+        if isinstance(value, str):
+            yield value
+        elif value is not None:
+            raise FemlmError(f"{where}: field {field!r} holds {type(value).__name__}, not text")
+
+
+def _parquet_texts(path: pathlib.Path, field: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    if field not in parquet.schema_arrow.names:
+        raise FemlmError(
+            f"{path}: no column {field!r} (found {', '.join(parquet.schema_arrow.names)}); set the text field"
+        )
+    for batch in parquet.iter_batches(batch_size=_BATCH, columns=[field]):
+        yield from _as_texts(batch.column(0).to_pylist(), path, field)
+
+
+def _dataset_texts(path: pathlib.Path, field: str) -> Iterator[str]:
+    """Rows of a saved Dataset, or of every split of a saved DatasetDict (sorted by name)."""
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    parts = (
+        [loaded] if isinstance(loaded, datasets.Dataset) else [loaded[k] for k in sorted(loaded)]
+    )
+    for part in parts:
+        if field not in part.column_names:
+            raise FemlmError(
+                f"{path}: no column {field!r} (found {', '.join(part.column_names)}); set the text field"
+            )
+        for batch in part.select_columns([field]).iter(batch_size=_BATCH):
+            yield from _as_texts(batch[field], path, field)
+
+
+def progress_bar(items: Iterable, desc: str, progress: bool, unit: str = "doc") -> Iterable:
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)

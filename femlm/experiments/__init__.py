@@ -1,0 +1,1 @@
+"""Experiments: grids of runs from a YAML file, and the demo built on them."""

@@ -1,0 +1,225 @@
+"""``femlm experiment CONFIG``: a grid of pre-training runs, resumable.
+
+A config names shared training settings (``base``), the variants to compare
+(``runs``: each overrides ``base``), the seeds, and optionally a tokenizer to
+train first, fine-tuning tasks and a variance measurement per run. Every
+(variant, seed) gets its own folder ``<out_dir>/<variant>/seed-<s>/``; a run
+with a final model is skipped, an interrupted one resumes from its last
+checkpoint, so re-running the same command finishes the grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from femlm.config import TrainConfig, check_config, from_dict, load_config, read_config_file
+from femlm.errors import FemlmError
+from femlm.files import finished_run, write_json
+from femlm.train.checkpoint import CONFIG_FILE, list_checkpoints
+
+log = logging.getLogger("femlm")
+
+_TOP_KEYS = {
+    "name",
+    "out_dir",
+    "seeds",
+    "base",
+    "runs",
+    "tokenizer",
+    "finetune",
+    "variance",
+    "budget",
+}
+
+
+@dataclass
+class Experiment:
+    name: str
+    out_dir: Path
+    seeds: list[int]
+    base: dict[str, Any]
+    runs: dict[str, dict[str, Any]]
+    run_seeds: dict[str, list[int]] = field(default_factory=dict)
+    tokenizer: dict[str, Any] | None = None
+    finetune: dict[str, Any] | None = None
+    variance: dict[str, Any] | None = None
+    budget: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def expand(value: Any) -> Any:
+    """``~`` and ``$VARS`` in strings (recursively), so configs stay portable."""
+    if isinstance(value, str):
+        return os.path.expanduser(os.path.expandvars(value))
+    if isinstance(value, list):
+        return [expand(v) for v in value]
+    if isinstance(value, dict):
+        return {k: expand(v) for k, v in value.items()}
+    return value
+
+
+def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Experiment:
+    """Parse and validate an experiment YAML/JSON file (every run config is checked up front)."""
+    raw = read_config_file(str(path))
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise FemlmError(f"{path}: unknown experiment key(s): {', '.join(unknown)}")
+    if not raw.get("runs"):
+        raise FemlmError(f"{path}: no runs to compare (give a 'runs' mapping)")
+    os.environ.setdefault("FEMLM_CACHE", str(Path.home() / ".cache" / "femlm"))
+    data = expand(raw)
+    runs = {str(k): dict(v or {}) for k, v in data["runs"].items()}
+    # A variant may name its own seeds (e.g. fewer for an added comparison).
+    run_seeds = {k: [int(s) for s in v.pop("seeds")] for k, v in runs.items() if "seeds" in v}
+    exp = Experiment(
+        name=str(data.get("name", Path(path).stem)),
+        out_dir=Path(out_dir or data.get("out_dir", f"runs/{Path(path).stem}")),
+        seeds=[int(s) for s in data.get("seeds", [0])],
+        base=dict(data.get("base", {})),
+        runs=runs,
+        run_seeds=run_seeds,
+        tokenizer=data.get("tokenizer"),
+        finetune=data.get("finetune"),
+        variance=data.get("variance"),
+        budget=str(data.get("budget", "")),
+        source=raw,
+    )
+    for variant in exp.runs:
+        run_config(exp, variant, exp.seeds[0])  # raises on unknown keys or bad types
+    return exp
+
+
+def run_config(exp: Experiment, variant: str, seed: int) -> TrainConfig:
+    values = {**exp.base, **exp.runs[variant], "seed": seed}
+    values["out_dir"] = str(run_dir(exp, variant, seed))
+    if exp.tokenizer and "tokenizer" not in values:
+        values["tokenizer"] = exp.tokenizer["output"]
+    cfg = from_dict(TrainConfig, values)
+    check_config(cfg)
+    return cfg
+
+
+def seeds_of(exp: Experiment, variant: str) -> list[int]:
+    return exp.run_seeds.get(variant, exp.seeds)
+
+
+def run_dir(exp: Experiment, variant: str, seed: int) -> Path:
+    return exp.out_dir / variant / f"seed-{seed}"
+
+
+def run_experiment(
+    exp: Experiment, variants: list[str] | None = None, seeds: list[int] | None = None
+) -> Path:
+    """Run every (variant, seed) not yet finished; return the experiment folder.
+
+    ``variants`` and ``seeds`` restrict the grid, so that processes (or
+    machines sharing the folder) can split one experiment between them.
+    """
+    unknown = sorted(set(variants or []) - set(exp.runs))
+    if unknown:
+        raise FemlmError(
+            f"no variant {', '.join(unknown)} in this experiment; it has {', '.join(exp.runs)}"
+        )
+    exp.out_dir.mkdir(parents=True, exist_ok=True)
+    (exp.out_dir / "experiment.json").write_text(json.dumps(exp.source, indent=2) + "\n")
+    _prepare_tokenizer(exp)
+    every = sorted({s for v in exp.runs for s in seeds_of(exp, v)})
+    missing = sorted(set(seeds or []) - set(every))
+    if missing:
+        raise FemlmError(f"no seed {missing} in this experiment; it has {every}")
+    grid = [
+        (v, s)
+        for s in every
+        for v in exp.runs
+        if s in seeds_of(exp, v) and (not variants or v in variants) and (not seeds or s in seeds)
+    ]
+    for i, (variant, seed) in enumerate(grid, 1):
+        folder = run_dir(exp, variant, seed)
+        log.info("[%d/%d] %s seed %d -> %s", i, len(grid), variant, seed, folder)
+        _pretrain_once(exp, variant, seed, folder)
+        if _wanted(exp.variance, variant, seed):
+            _variance_once(exp, folder)
+        if _wanted(exp.finetune, variant, seed):
+            _finetune_once(exp, folder)
+    return exp.out_dir
+
+
+def _prepare_tokenizer(exp: Experiment) -> None:
+    spec = exp.tokenizer
+    if not spec:
+        return
+    out = Path(spec["output"])
+    if (out / "tokenizer.json").is_file():
+        log.info("tokenizer %s exists, reusing it", out)
+        return
+    from femlm.data.tokenizer import train_tokenizer
+
+    train_tokenizer(
+        spec["data"], out, vocab_size=int(spec.get("vocab_size", 8192)),
+        min_frequency=int(spec.get("min_frequency", 2)), text_field=spec.get("text_field", "text"),
+    )  # fmt: skip
+
+
+def _pretrain_once(exp: Experiment, variant: str, seed: int, folder: Path) -> None:
+    from femlm.train.loop import pretrain
+
+    if finished_run(folder):
+        log.info("  finished earlier, skipped")
+        return
+    resume = bool(list_checkpoints(folder / "checkpoints"))
+    if resume:
+        log.info("  resuming from %s", list_checkpoints(folder / "checkpoints")[-1].name)
+    start = time.time()
+    pretrain(run_config(exp, variant, seed), resume=resume)
+    _append_json(folder / "timing.json", {"pretrain_seconds": time.time() - start})
+
+
+def _wanted(spec: dict | None, variant: str, seed: int) -> bool:
+    """A variance/fine-tuning spec applies to the runs its optional ``variants``
+    and ``pretrain_seeds`` lists name (all runs when absent)."""
+    if not spec:
+        return False
+    return variant in spec.get("variants", [variant]) and seed in spec.get("pretrain_seeds", [seed])
+
+
+_RUNNER_KEYS = ("variants", "pretrain_seeds")
+
+
+def _variance_once(exp: Experiment, folder: Path) -> None:
+    target = folder / "variance.json"
+    if target.is_file():
+        return
+    from femlm.variance.analyser import VarianceConfig, run_variance
+
+    spec = {k: v for k, v in exp.variance.items() if k not in _RUNNER_KEYS}
+    # Probe the run's own validation blocks with the run's replacement policy
+    # (80/10/10 or all [MASK]) unless the spec says otherwise.
+    trained = load_config(TrainConfig, str(folder / CONFIG_FILE))
+    keys = ("data", "cache_dir", "max_length", "text_field", "mask_prob", "random_prob")
+    shared = {k: getattr(trained, k) for k in keys}
+    values = {**shared, **spec, "model": str(folder / "final"), "out_dir": str(folder / "variance")}
+    result = run_variance(from_dict(VarianceConfig, values))
+    write_json(result, target)
+
+
+def _finetune_once(exp: Experiment, folder: Path) -> None:
+    from femlm.finetune.run import FinetuneConfig, finetune
+
+    spec = {k: v for k, v in exp.finetune.items() if k not in _RUNNER_KEYS}
+    for task in spec.pop("tasks", []):
+        target = folder / f"finetune-{task}.json"
+        if target.is_file():
+            continue
+        values = {**spec, "task": task, "model": str(folder / "final"), "out": str(target)}
+        finetune(from_dict(FinetuneConfig, values))
+
+
+def _append_json(path: Path, data: dict) -> None:
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    write_json({**old, **data}, path)

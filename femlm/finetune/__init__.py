@@ -1,0 +1,1 @@
+"""Downstream fine-tuning: task loading and seeded classification runs."""

@@ -1,0 +1,316 @@
+"""Downstream fine-tuning: does a pre-trained encoder classify text better?
+
+``finetune`` trains a sequence classifier on top of a masked-LM checkpoint for
+several seeds, stops each run early on dev accuracy, and reports test accuracy
+and macro-F1 with their mean and spread over seeds. Pre-training strategies
+are compared on these numbers, so everything that is not the seed is fixed:
+the split, the label ids, the training subsample and the batch order of a seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import statistics
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from femlm.config import FinetuneConfig
+from femlm.corpora.fetch import TASKS
+from femlm.errors import FemlmError
+from femlm.files import write_json
+from femlm.finetune.tasks import Row, label_order, load_task, subsample
+from femlm.model import PRESETS, pick_device, preset_config, quiet_transformers, set_dropout
+
+log = logging.getLogger("femlm")
+CLIP_GRAD = 1.0
+EVAL_BATCH = 64
+BATCH_KEYS = ("input_ids", "attention_mask", "labels")
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def accuracy(gold: list[int], pred: list[int]) -> float:
+    return sum(g == p for g, p in zip(gold, pred, strict=True)) / max(1, len(gold))
+
+
+def macro_f1(gold: list[int], pred: list[int]) -> float:
+    """Unweighted mean of per-class F1 over the classes in ``gold`` or ``pred``.
+
+    A class that is predicted but never true scores 0, as in scikit-learn.
+    """
+    scores = []
+    for c in sorted(set(gold) | set(pred)):
+        tp = sum(g == c and p == c for g, p in zip(gold, pred, strict=True))
+        fp = sum(g != c and p == c for g, p in zip(gold, pred, strict=True))
+        fn = sum(g == c and p != c for g, p in zip(gold, pred, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return sum(scores) / max(1, len(scores))
+
+
+def seed_summary(values: list[float]) -> dict[str, float | None]:
+    """``{"mean", "std"}`` for the JSON output (sample std, ddof=1; None from a single seed)."""
+    std = statistics.stdev(values) if len(values) >= 2 else None
+    return {"mean": statistics.fmean(values), "std": std}
+
+
+# --- the model and the loop -------------------------------------------------------------
+
+
+def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Module:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    if cfg.model in PRESETS:  # the no-pre-training baseline: every weight from the seeded RNG
+        config = preset_config(cfg.model, tokenizer, cfg.max_length, cfg.dropout)
+        _set_labels(config, labels)
+        log.info("model %s: random initialisation, no pre-training", cfg.model)
+        return AutoModelForSequenceClassification.from_config(config)
+    try:
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(cfg.model, local_files_only=True)
+            _set_labels(config, labels)
+            set_dropout(config, cfg.dropout)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                cfg.model, config=config, local_files_only=True, output_loading_info=True
+            )
+    except (OSError, ValueError, KeyError) as err:
+        raise FemlmError(f"cannot load {cfg.model!r} for classification: {_first(err)}") from None
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise FemlmError(f"the tokenizer has more tokens than {cfg.model!r} embeds")
+    if cfg.max_length > getattr(model.config, "max_position_embeddings", cfg.max_length):
+        raise FemlmError(f"max_length {cfg.max_length} exceeds the model's positions")
+    fresh = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
+    log.info("classification head starts fresh: %s", ", ".join(sorted(fresh)) or "none")
+    return model
+
+
+def _set_labels(config: Any, labels: list[str]) -> None:
+    config.num_labels = len(labels)  # first: its setter rewrites id2label with placeholders
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {y: i for i, y in enumerate(labels)}
+
+
+def _first(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _encode(tokenizer: Any, rows: list[Row], ids: dict[str, int], max_length: int) -> list:
+    enc = tokenizer([t for t, _ in rows], truncation=True, max_length=max_length)
+    return [(x, ids[y]) for x, (_, y) in zip(enc["input_ids"], rows, strict=True)]
+
+
+def _collate(examples: list, pad_id: int, device: torch.device) -> dict[str, Tensor]:
+    """Pads to the longest example of this batch only: most texts are short."""
+    ids = torch.full((len(examples), max(len(x) for x, _ in examples)), pad_id)
+    mask = torch.zeros_like(ids)
+    for i, (x, _) in enumerate(examples):
+        ids[i, : len(x)], mask[i, : len(x)] = torch.tensor(x), 1
+    labels = torch.tensor([y for _, y in examples])
+    return {k: v.to(device) for k, v in zip(BATCH_KEYS, (ids, mask, labels), strict=True)}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: list, pad_id: int, device: torch.device) -> list[int]:
+    """Predicted label ids of ``data`` (token ids, label id) pairs, in their order."""
+    model.eval()
+    order = sorted(range(len(data)), key=lambda i: len(data[i][0]))  # less padding
+    preds = [0] * len(data)
+    for start in range(0, len(order), EVAL_BATCH):
+        chunk = order[start : start + EVAL_BATCH]
+        batch = _collate([data[i] for i in chunk], pad_id, device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        for i, p in zip(chunk, logits.argmax(-1).tolist(), strict=True):
+            preds[i] = p
+    return preds
+
+
+def _optimizer(model: nn.Module, cfg: FinetuneConfig, total: int) -> tuple[Any, Any]:
+    """AdamW with linear warm-up then linear decay to zero at the last possible step."""
+    # No weight decay on biases and LayerNorm weights, as in pre-training.
+    groups: list[dict] = [{"params": [], "weight_decay": cfg.weight_decay}]
+    groups.append({"params": [], "weight_decay": 0.0})
+    for name, p in model.named_parameters():
+        groups[p.dim() < 2 or "LayerNorm" in name]["params"].append(p)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    warm = max(1, round(cfg.warmup_ratio * total))
+
+    def factor(step: int) -> float:
+        return (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _train_epoch(model: nn.Module, batches: Any, optimizer: Any, scheduler: Any, bar: Any) -> None:
+    model.train()  # dropout on
+    for batch in batches:
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_GRAD)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+
+
+def _run_seed(cfg: FinetuneConfig, seed: int, data: dict, labels: list, tokenizer: Any) -> dict:
+    """One fine-tuning run: train with early stopping on dev, then score test."""
+    start, device = time.perf_counter(), pick_device(cfg.device)
+    torch.manual_seed(seed)  # the fresh head's initialisation and dropout
+    model = _load_model(cfg, labels, tokenizer).to(device)
+    train, pad, bs = data["train"], tokenizer.pad_token_id, cfg.batch_size
+    per_epoch = math.ceil(len(train) / bs)
+    optimizer, scheduler = _optimizer(model, cfg, per_epoch * cfg.epochs)
+    order = torch.Generator().manual_seed(seed)  # batch order, apart from the global RNG
+    best, best_acc, best_epoch, stale = {}, -1.0, 0, 0
+    with _progress(cfg, per_epoch * cfg.epochs, seed) as bar:
+        for epoch in range(1, cfg.epochs + 1):
+            perm = torch.randperm(len(train), generator=order).tolist()
+            chunks = [perm[k : k + bs] for k in range(0, len(perm), bs)]
+            batches = (_collate([train[i] for i in c], pad, device) for c in chunks)
+            _train_epoch(model, batches, optimizer, scheduler, bar)
+            dev_acc = accuracy(
+                [y for _, y in data["dev"]], predict(model, data["dev"], pad, device)
+            )
+            log.debug("seed %d epoch %d: dev accuracy %.4f", seed, epoch, dev_acc)
+            if dev_acc > best_acc:  # a tie keeps the earlier, less-trained state
+                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_acc, best_epoch, stale = dev_acc, epoch, 0
+            elif cfg.patience and (stale := stale + 1) >= cfg.patience:
+                break
+    model.load_state_dict(best)
+    gold, pred = [y for _, y in data["test"]], predict(model, data["test"], pad, device)
+    return {
+        "seed": seed, "best_epoch": best_epoch, "epochs_run": epoch, "dev_accuracy": best_acc,
+        "test_accuracy": accuracy(gold, pred), "test_macro_f1": macro_f1(gold, pred),
+        "seconds": round(time.perf_counter() - start, 2),
+    }  # fmt: skip
+
+
+def _progress(cfg: FinetuneConfig, total: int, seed: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, disable=not cfg.progress, desc=f"finetune {_task_name(cfg)} seed {seed} lr {cfg.lr:.0e}",
+        unit="step", dynamic_ncols=True,
+    )  # fmt: skip
+
+
+# --- the whole job -----------------------------------------------------------------------
+
+
+def _check(cfg: FinetuneConfig) -> None:
+    if cfg.model in PRESETS:
+        if not cfg.tokenizer or not cfg.out:
+            raise FemlmError(
+                f"the preset {cfg.model!r} (random initialisation) needs --tokenizer and --out"
+            )
+    elif not cfg.model or not Path(cfg.model).expanduser().is_dir():
+        raise FemlmError(
+            f"model folder not found: {cfg.model!r}; give --model a saved model folder "
+            f"or a preset ({', '.join(PRESETS)}) for a baseline without pre-training"
+        )
+    if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
+        raise FemlmError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    for name in ("batch_size", "epochs", "max_length"):
+        if getattr(cfg, name) < 1:
+            raise FemlmError(f"{name} must be at least 1")
+    if cfg.max_train_examples is not None and cfg.max_train_examples < 2:
+        raise FemlmError("max_train_examples must be at least 2")
+    if not 0 <= cfg.warmup_ratio < 1 or cfg.patience < 0 or min([cfg.lr, *(cfg.lrs or [])]) <= 0:
+        raise FemlmError("need 0 <= warmup_ratio < 1, learning rates > 0 and patience >= 0")
+
+
+def _task_name(cfg: FinetuneConfig) -> str:
+    name = cfg.task if cfg.task in TASKS else Path(cfg.task or "task").stem
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
+def finetune(cfg: FinetuneConfig) -> dict:
+    """Fine-tune ``cfg.model`` on ``cfg.task`` once per seed; write and return the result."""
+    from femlm.data.tokenizer import load_tokenizer
+
+    _check(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    splits, how = load_task(cfg)
+    splits["train"] = subsample(splits["train"], cfg.max_train_examples)
+    labels = label_order({y for _, y in splits["train"]})
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    if tokenizer.pad_token_id is None:
+        raise FemlmError("the tokenizer has no padding token; batches need one")
+    ids = {y: i for i, y in enumerate(labels)}
+    data = {s: _encode(tokenizer, rows, ids, cfg.max_length) for s, rows in splits.items()}
+    lr, first, search = _search_lr(cfg, data, labels, tokenizer)
+    cfg = replace(cfg, lr=lr)
+    runs = [first] + [_run_seed(cfg, seed, data, labels, tokenizer) for seed in cfg.seeds[1:]]
+    result = {
+        "task": cfg.task, "model": cfg.model, "labels": labels, "split": how,
+        "splits": {s: len(rows) for s, rows in splits.items()},
+        "lr": cfg.lr, "lr_search": search, "runs": runs,
+        "test_accuracy": seed_summary([r["test_accuracy"] for r in runs]),
+        "test_macro_f1": seed_summary([r["test_macro_f1"] for r in runs]),
+        "config": asdict(cfg),
+    }  # fmt: skip
+    out = Path(cfg.out) if cfg.out else Path(cfg.model) / f"finetune-{_task_name(cfg)}.json"
+    write_json(result, out)
+    result["out"] = str(out)
+    return result
+
+
+def _search_lr(cfg: FinetuneConfig, data: dict, labels: list, tokenizer: Any) -> tuple:
+    """Run the first seed once per candidate learning rate; keep the best on dev.
+
+    Returns ``(chosen lr, its first-seed run, [{lr, dev_accuracy}, ...])``. Test
+    scores of the losing candidates are never looked at, so the choice cannot
+    leak test information. Ties keep the earlier candidate.
+    """
+    first = cfg.seeds[0]
+    if not cfg.lrs:
+        return cfg.lr, _run_seed(cfg, first, data, labels, tokenizer), []
+    tried = []
+    for lr in cfg.lrs:
+        tried.append(_run_seed(replace(cfg, lr=lr), first, data, labels, tokenizer))
+        log.info("lr %.0e: dev accuracy %.4f (seed %d)", lr, tried[-1]["dev_accuracy"], first)
+    best = max(range(len(tried)), key=lambda i: (tried[i]["dev_accuracy"], -i))
+    search = [
+        {"lr": lr, "dev_accuracy": r["dev_accuracy"]} for lr, r in zip(cfg.lrs, tried, strict=True)
+    ]
+    return cfg.lrs[best], tried[best], search
+
+
+def format_table(result: dict) -> str:
+    """A short plain-text table of the per-seed scores and their mean +- std."""
+    s = result["splits"]
+    lines = [
+        f"{result['task']}: {len(result['labels'])} labels, train {s['train']} / dev {s['dev']}"
+        f" / test {s['test']}; model {result['model']}",
+        f"{'seed':>6} {'epoch':>5} {'dev acc':>8} {'test acc':>8} {'test F1':>8} {'seconds':>8}",
+    ]
+    for r in result["runs"]:
+        lines.append(
+            f"{r['seed']:>6} {r['best_epoch']:>5} {r['dev_accuracy']:>8.4f} "
+            f"{r['test_accuracy']:>8.4f} {r['test_macro_f1']:>8.4f} {r['seconds']:>8.1f}"
+        )
+    acc, f1 = result["test_accuracy"], result["test_macro_f1"]
+    if result.get("lr_search"):
+        tried = ", ".join(f"{t['lr']:.0e}: {t['dev_accuracy']:.4f}" for t in result["lr_search"])
+        lines.append(
+            f"lr {result['lr']:.0e} chosen on seed {result['runs'][0]['seed']}'s dev accuracy ({tried})"
+        )
+    lines.append(f"test accuracy {_pm(acc)}, macro-F1 {_pm(f1)} over {len(result['runs'])} seed(s)")
+    if "out" in result:
+        lines.append(f"saved to {result['out']}")
+    return "\n".join(lines)
+
+
+def _pm(stat: dict) -> str:
+    std = "n/a" if stat["std"] is None else f"{stat['std']:.4f}"
+    return f"{stat['mean']:.4f} +- {std}"

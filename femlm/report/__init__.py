@@ -1,0 +1,1 @@
+"""Reports: run loading and statistics (shared), then the writer and its sections."""

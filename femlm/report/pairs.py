@@ -1,0 +1,79 @@
+"""Fair pairs for ``femlm report``: each fully-explored variant against the
+variants of the same experiment that differ from it only in how masks are
+drawn (strategy, views, how the step's rows split into sequences x views) and
+mask the same share of tokens. So `fe-allmask` meets `standard-allmask`, not
+the 80/10/10 `standard`, and `fe-K2` meets `standard-r50`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from femlm.masking.strategies import FULLY_EXPLORED, resolve_views_rate
+from femlm.report.runs import Run, variant_settings
+from femlm.report.stats import VERDICTS, compare, fmt, mean_std, paired, two_se
+
+# Settings that describe the masking pattern and the split of a step's rows.
+_MASKING = {"strategy", "views", "rate", "batch_size", "seeds"}
+# Settings that leave the trained model's loss unchanged: what is logged or saved and
+# when, where it runs, and how a step is split into micro-batches.
+_UNTRAINED = {
+    *("variance_every", "variance_sequences", "log_every", "save_every", "keep_last"),
+    *("out_dir", "progress", "threads", "device", "compile", "grad_accum"),
+}
+_IGNORED = _MASKING | _UNTRAINED
+_RATE_TOLERANCE = 0.01  # fully-explored with rate 0.15 masks 1/7 = 0.143
+
+
+def _rate(values: dict[str, Any]) -> float:
+    _, rate = resolve_views_rate(
+        values.get("strategy", "fully-explored"), values.get("views"), values.get("rate")
+    )
+    # A fully-explored variant given a rate is meant to match that rate.
+    return float(values["rate"]) if values.get("rate") is not None else rate
+
+
+def counterparts(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> list[tuple[str, str]]:
+    """``(fe_variant, other)`` for every fully-explored variant and every
+    non-fully-explored variant that matches it outside the masking settings."""
+    pairs = []
+    names = [n for n in variants if n in (cfg.get("runs") or {})]
+    for fe in names:
+        a = variant_settings(cfg, fe)
+        if a.get("strategy", "fully-explored") not in FULLY_EXPLORED:
+            continue
+        rest = {k: v for k, v in a.items() if k not in _IGNORED}
+        for other in names:
+            b = variant_settings(cfg, other)
+            if b.get("strategy", "fully-explored") in FULLY_EXPLORED:
+                continue
+            if {k: v for k, v in b.items() if k not in _IGNORED} != rest:
+                continue
+            if abs(_rate(a) - _rate(b)) <= _RATE_TOLERANCE:
+                pairs.append((fe, other))
+    return pairs
+
+
+def pairs_section(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> list[str]:
+    """One row per fair pair: the difference of mean final losses, its verdict,
+    and the same difference paired by seed."""
+    pairs = counterparts(cfg, variants)
+    if not pairs:
+        return ["No fully-explored variant has a counterpart here."]
+    lines = [
+        "Each fully-explored variant against every variant that differs from it only in "
+        "the masking (strategy, views, sequences x views per step) and masks the same share "
+        "of tokens:",
+        "",
+        "| FE variant | final val loss | against | its final val loss | FE minus it | 2 SE "
+        "| verdict for FE | paired by seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for fe, other in pairs:
+        a, b = [r.final for r in variants[fe]], [r.final for r in variants[other]]
+        verdict = VERDICTS[compare(a, b)]
+        lines.append(
+            f"| {fe} | {fmt(a, 4)} | {other} | {fmt(b, 4)} | "
+            f"{mean_std(a)[0] - mean_std(b)[0]:+.4f} | {two_se(a, b):.4f} | {verdict} | "
+            f"{paired(variants[fe], variants[other])} |"
+        )
+    return lines

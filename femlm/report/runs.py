@@ -1,0 +1,101 @@
+"""Runs as the report reads them: one :class:`Run` per finished run folder of an
+experiment, its variant's settings, and which variant is the baseline."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from femlm.errors import FemlmError
+from femlm.files import finished_run
+
+
+@dataclass
+class Run:
+    seed: int
+    evals: list[tuple[int, float, float]]  # (step, eval_loss, elapsed seconds)
+    unigram: float | None
+    finetune: dict[str, dict] = field(default_factory=dict)
+    variance: dict | None = None
+    variance_steps: list[dict] = field(default_factory=list)  # --variance-every rows
+    reevals: dict[str, dict] = field(default_factory=dict)  # `femlm evaluate` results
+
+    @property
+    def final(self) -> float:
+        return self.evals[-1][1]
+
+
+def unfinished(run_folder: Path) -> bool:
+    """A run femlm started (it saved its config) that has not written ``final/``."""
+    return (run_folder / "femlm_config.json").is_file() and not finished_run(run_folder)
+
+
+def load_runs(folder: Path) -> dict[str, list[Run]]:
+    """``{variant: [Run per seed]}`` for every finished run under ``folder``: a run
+    still training (or interrupted) would enter comparisons with a loss it has
+    not finished lowering."""
+    variants: dict[str, list[Run]] = {}
+    for metrics in sorted(folder.glob("*/seed-*/metrics.jsonl")):
+        run_folder = metrics.parent
+        if unfinished(run_folder):
+            continue
+        rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        evals = [
+            (r["step"], r["eval_loss"], r.get("elapsed", math.nan))
+            for r in rows
+            if "eval_loss" in r
+        ]
+        if not evals:
+            continue
+        unigram = next((r["unigram_loss"] for r in rows if "unigram_loss" in r), None)
+        run = Run(int(run_folder.name.split("-", 1)[1]), evals, unigram)
+        run.variance_steps = [r for r in rows if "fully-explored.ratio" in r]
+        for f in sorted(run_folder.glob("finetune-*.json")):
+            run.finetune[f.stem.removeprefix("finetune-")] = json.loads(f.read_text())
+        for f in sorted(run_folder.glob("eval-mask*.json")):
+            run.reevals[f.stem.removeprefix("eval-")] = json.loads(f.read_text())
+        if (run_folder / "variance.json").is_file():
+            run.variance = json.loads((run_folder / "variance.json").read_text())
+        variants.setdefault(run_folder.parent.name, []).append(run)
+    if not variants:
+        raise FemlmError(f"no finished runs with evaluations under {folder}")
+    return variants
+
+
+def unfinished_note(folder: Path) -> list[str]:
+    left = [f"`{p.parent.name}` seed {p.name.split('-', 1)[1]}"
+            for p in sorted(folder.glob("*/seed-*")) if unfinished(p)]  # fmt: skip
+    if not left:
+        return []
+    return [f"Left out, not finished (still training or interrupted): {', '.join(left)}.", ""]
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """The experiment's ``experiment.json`` (``base``, ``runs``), or {} when absent."""
+    cfg_file = folder / "experiment.json"
+    return json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+
+
+def variant_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """A variant's settings as the runner builds them: its own over ``base``."""
+    return {**(config.get("base") or {}), **((config.get("runs") or {}).get(name) or {})}
+
+
+def is_standard(settings: dict[str, Any]) -> bool:
+    """Standard masking: random positions, one view of each sequence."""
+    return settings.get("strategy") == "random" and (settings.get("views") or 1) == 1
+
+
+def pick_baseline(config: dict[str, Any], variants: dict[str, list[Run]]) -> str:
+    """The first standard-masking variant of the config (its own settings over
+    ``base``), else 'standard', else the config's first variant that ran."""
+    runs = config.get("runs", {}) or {}
+    for name in runs:
+        if is_standard(variant_settings(config, name)) and name in variants:
+            return name
+    if "standard" in variants:
+        return "standard"
+    return next((name for name in runs if name in variants), next(iter(variants)))

@@ -1,0 +1,134 @@
+"""The gradient-variance parts of ``femlm report``: each run's variance table
+and plots, the claims they support, and whether the variance tool's ranking
+of strategies predicts the measured ranking of final losses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from femlm.config import TrainConfig
+from femlm.report.runs import Run, is_standard, read_config, variant_settings
+from femlm.report.stats import compare, mean_std
+
+
+def variance_claims(runs: list[Run], fe: str) -> list[str]:
+    lines = []
+    for r in runs:
+        est = (r.variance or {}).get("estimates", {})
+        if f"{fe}.ratio" not in est or f"{fe}.step_var_vs_standard" not in est:
+            continue
+        ratio, step = est[f"{fe}.ratio"], est[f"{fe}.step_var_vs_standard"]
+        verdict = "reproduced" if ratio["high"] < 1 else "not reproduced"
+        lines.append(
+            f"| FE lowers the mask-sampling gradient variance (seed {r.seed}, end of training) | "
+            f"FE / random-K mask variance {_ci(ratio)} | {verdict} |"
+        )
+        lower = (
+            "reproduced"
+            if step["high"] < 1
+            else ("not reproduced" if step["low"] > 1 else "inconclusive")
+        )
+        lines.append(
+            f"| ...and so the variance of a whole step at equal compute | FE / standard step variance "
+            f"{_ci(step)} | {lower} |"
+        )
+    return lines
+
+
+def _ci(e: dict) -> str:
+    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+
+
+def variance_section(variants: dict[str, list[Run]], folder: Path, out: Path) -> list[str]:
+    """Each run's variance table, with its plots copied beside the report."""
+    import shutil
+
+    from femlm.variance.stats import format_table
+
+    lines = []
+    for name, runs in variants.items():
+        for r in runs:
+            if not (r.variance and "estimates" in r.variance):
+                continue
+            lines += [f"`{name}` seed {r.seed}, at the end of training:", "", "```"]
+            lines += [format_table(r.variance), "```", ""]
+            for png in sorted((folder / name / f"seed-{r.seed}" / "variance").glob("*.png")):
+                target = out / f"{name}-seed{r.seed}-{png.name}"
+                if target.resolve() != png.resolve():
+                    shutil.copyfile(png, target)
+                lines += [f"![{png.stem}]({target.name})", ""]
+    return lines or ["No variance measurements in this experiment."]
+
+
+def _estimate_key(values: dict[str, Any]) -> str | None:
+    """Which of the variance tool's step variances describes a variant's runs."""
+    if is_standard(values):
+        return "standard.step_var"
+    strategy, views = values.get("strategy", "fully-explored"), values.get("views")
+    if strategy in ("random", "fully-explored", "fully-explored-span", "span") and (
+        strategy.startswith("fully-explored") or (views or 1) > 1
+    ):
+        return f"{strategy}.step_var"
+    return None
+
+
+def _policy(values: dict[str, Any]) -> tuple[float, float]:
+    """(mask_prob, random_prob) of a run or probe config, training's defaults filled in."""
+    return (
+        float(values.get("mask_prob", TrainConfig.mask_prob)),
+        float(values.get("random_prob", TrainConfig.random_prob)),
+    )
+
+
+def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
+    """Does the ordering by implied step variance predict the ordering by final loss?
+
+    One check per replacement policy measured: a probe with 80/10/10 inputs says
+    nothing about variants trained with all `[MASK]`, and the other way round.
+    """
+    cfg = read_config(folder)
+    runs_cfg = cfg.get("runs")
+    probes: dict[tuple[float, float], dict] = {}
+    for rs in variants.values():
+        for r in rs:
+            if r.variance and "estimates" in r.variance:
+                policy = _policy(r.variance.get("config", {}))
+                probes.setdefault(policy, r.variance["estimates"])
+    if not probes or runs_cfg is None:
+        return ["No variance measurement to predict from."]
+    lines = []
+    for policy, est in probes.items():
+        names = [n for n in variants if _policy(variant_settings(cfg, n)) == policy]
+        if len(probes) > 1:
+            lines += [f"Variants trained with {policy[0]:.0%} `[MASK]`, {policy[1]:.0%} random "
+                      "(the variance probe's policy):", ""]  # fmt: skip
+        lines += _ranking(est, {n: variants[n] for n in names}, cfg) + [""]
+    return lines[:-1]
+
+
+def _ranking(est: dict, variants: dict[str, list[Run]], cfg: dict) -> list[str]:
+    rows = []
+    for name, runs in variants.items():
+        key = _estimate_key(variant_settings(cfg, name))
+        if key in est:
+            rows.append((name, est[key], mean_std([r.final for r in runs])[0]))
+    if len(rows) < 2:
+        return ["Fewer than two variants have a predicted step variance."]
+    predicted = [n for n, _, _ in sorted(rows, key=lambda x: x[1]["value"])]
+    measured = [n for n, _, _ in sorted(rows, key=lambda x: x[2])]
+    lines = ["| variant | implied step variance | mean final val loss |", "|---|---|---|"]
+    lines += [f"| {n} | {_ci(e)} | {loss:.4f} |" for n, e, loss in rows]
+    same = "the same order" if predicted == measured else "a different order"
+    finals = {n: [r.final for r in variants[n]] for n in measured}
+    if any(
+        compare(finals[a], finals[b]) == "tie" for a, b in zip(measured, measured[1:], strict=False)
+    ):
+        same += ", though neighbouring final losses do not differ beyond noise, so the measured order is not settled"
+    lines += [
+        "",
+        f"Lowest step variance first: {', '.join(predicted)}; lowest final loss first: "
+        f"{', '.join(measured)}: {same}. (Step variances are from one model at the end of "
+        "training, with the batch size given to the variance tool.)",
+    ]
+    return lines

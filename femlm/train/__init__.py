@@ -1,0 +1,1 @@
+"""Training: the one loop, checkpoints, distributed setup, evaluation and re-evaluation."""

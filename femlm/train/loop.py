@@ -1,0 +1,392 @@
+"""The training loop, read top to bottom in :func:`_pretrain`.
+
+Data order and masks are pure functions of (seed, step): step ``s`` takes the
+sequences ``perm_e[i*B : (i+1)*B]`` of epoch ``e = s // steps_per_epoch``, and
+the collator keys masks on (seed, epoch, example index, view). Resuming from a
+checkpoint therefore needs only the step, the weights, the optimizer and
+scheduler states and the RNG state used by dropout; the result is bitwise
+equal to an uninterrupted run on CPU. Under torchrun, each rank takes every
+``world``-th sequence of the same global step, so masks equal a single
+process's with the same global batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from femlm.config import TrainConfig, check_config, load_config, save_config, to_dict
+from femlm.errors import FemlmError
+from femlm.files import MetricsLog
+from femlm.masking.collator import MaskingCollator
+from femlm.masking.keyed import mix_ints
+from femlm.model import build_model, count_parameters, mlm_loss_sum, quiet_transformers
+from femlm.train import checkpoint as ckpt
+from femlm.train import dist as distributed
+from femlm.train.evaluate import eval_batches_for, evaluate, unigram_loss
+
+log = logging.getLogger("femlm")
+
+
+class MLMObjective(nn.Module):
+    """Wraps a masked-LM so DDP sees one forward that returns (loss sum, count)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        loss, count = mlm_loss_sum(self.model, batch)
+        return loss, torch.tensor(count)
+
+
+def pretrain(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Pre-train (or continue pre-training) a masked-LM; return the final model folder."""
+    d = distributed.init(cfg.device)
+    try:
+        return _pretrain(cfg, resume, d)
+    finally:
+        distributed.shutdown(d)
+
+
+@dataclass
+class _Run:
+    """What the loop reads and updates; built, or restored, by :func:`_setup`."""
+
+    model: nn.Module
+    objective: nn.Module  # the model under DDP and torch.compile, when enabled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    collator: MaskingCollator
+    train_set: Any
+    eval_set: Any
+    eval_batches: list[dict[str, Tensor]]
+    tokenizer: Any
+    metrics: MetricsLog
+    autocast: Any  # bf16 autocast, or a null context
+    step: int
+    elapsed: float
+
+
+def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
+    run = _setup(cfg, resume, d)
+    bar = _progress(cfg, d, run.step)
+    while run.step < cfg.max_steps:
+        t0 = time.perf_counter()
+        loss_sum, total, tokens = _train_step(cfg, d, run)
+        run.step += 1
+        step_loss = d.sum([loss_sum])[0] / max(total, 1.0)
+        seconds = time.perf_counter() - t0
+        run.elapsed += seconds  # training time only, carried across resumes
+        _bookkeeping(cfg, d, run, bar, step_loss, tokens / seconds)
+    bar.close()
+    final = Path(cfg.out_dir) / "final"
+    if d.main:
+        _save_final(run.model, run.tokenizer, cfg, final)
+        log.info("saved %s (load with AutoModelForMaskedLM.from_pretrained)", final)
+    d.barrier()
+    return final
+
+
+def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
+    """Data, model, optimizer and metrics; the newest checkpoint's state on ``resume``."""
+    check_config(cfg, d.world)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    start = _resume_point(out / "checkpoints", resume) if d.main else None
+    torch.manual_seed(cfg.seed)
+
+    from femlm.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    train_set, eval_set = _blocks(cfg, d, tokenizer)
+    model = build_model(cfg.model, tokenizer, cfg.max_length, cfg.dropout).to(d.device)
+    objective: nn.Module = MLMObjective(model)
+    if d.active:
+        device_ids = [d.device.index] if d.device.type == "cuda" else None
+        objective = nn.parallel.DistributedDataParallel(objective, device_ids=device_ids)
+    if cfg.compile:
+        objective = torch.compile(objective)
+    optimizer = _optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+    collator = MaskingCollator(
+        tokenizer, cfg.strategy, cfg.views, cfg.rate, cfg.mask_prob, cfg.random_prob,
+        seed=cfg.seed, return_view_info=False,
+    )  # fmt: skip
+    eval_batches = eval_batches_for(cfg, tokenizer, eval_set, d.rank, d.world)
+
+    if d.active:
+        start = _broadcast_path(start)
+    step, elapsed = _restore(start, model, optimizer, scheduler) if start else (0, 0.0)
+    metrics = MetricsLog(out, d.main, truncate_after=step)
+    if d.main and step == 0:
+        # The loss of predicting eval targets from training token frequencies:
+        # a run that does not go well below it has learnt nothing but unigrams.
+        metrics.write(step=0, unigram_loss=unigram_loss(train_set, eval_batches, len(tokenizer)))
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / ckpt.CONFIG_FILE)
+        log.info(
+            "model %s: %.2fM parameters; %d training blocks (%d steps/epoch), %d eval sequences; %s",
+            cfg.model, count_parameters(model) / 1e6, len(train_set), len(train_set) // cfg.batch_size,
+            sum(len(b["input_ids"]) for b in eval_batches), f"resuming at step {step}" if step else "from step 0",
+        )  # fmt: skip
+    return _Run(
+        model, objective, optimizer, scheduler, collator, train_set, eval_set, eval_batches,
+        tokenizer, metrics, _autocast(cfg, d.device), step, elapsed,
+    )  # fmt: skip
+
+
+def _blocks(cfg: TrainConfig, d: distributed.Dist, tokenizer: Any) -> tuple[Any, Any]:
+    """The (train, validation) blocks; at least one batch of training blocks."""
+    from femlm.data.blocks import build_blocks
+
+    if not d.main:
+        d.barrier()  # rank 0 tokenises first; the others then read its cache
+    blocks = build_blocks(
+        cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
+        cfg.validation_fraction, seed=0, progress=cfg.progress and d.main,
+    )  # fmt: skip
+    if d.main:
+        d.barrier()
+    train_set = blocks["train"]
+    if len(train_set) < cfg.batch_size:
+        raise FemlmError(
+            f"the corpus has {len(train_set)} training blocks of {cfg.max_length} tokens, "
+            f"fewer than one batch of {cfg.batch_size}; add text or lower --batch-size/--max-length"
+        )
+    return train_set, blocks["validation"]
+
+
+def _restore(start: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> tuple[int, float]:
+    """Load checkpoint ``start`` into the model, optimizer, scheduler and RNG; (step, elapsed)."""
+    state = ckpt.load_checkpoint(start, model)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    if torch.cuda.is_available() and "cuda_rng" in state:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"]), float(state.get("elapsed", 0.0))
+
+
+def _train_step(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> tuple[float, float, int]:
+    """One optimizer step over every view of every sequence of step ``run.step``.
+
+    Returns this rank's loss sum and the step's predicted and read tokens, all ranks.
+    """
+    run.model.train()
+    micro = list(_micro_batches(cfg, run.train_set, run.collator, run.step, d))
+    local = [float((b["labels"] != -100).sum()) for b in micro]
+    total = d.sum([sum(local)])[0]  # predicted tokens of the whole step, all ranks
+    loss_sum = 0.0
+    for i, batch in enumerate(micro):
+        batch = {k: v.to(d.device, non_blocking=True) for k, v in batch.items()}
+        last = not d.active or i == len(micro) - 1  # DDP all-reduces on the last one only
+        sync = nullcontext() if last else run.objective.no_sync()
+        with sync, run.autocast:
+            loss, _ = run.objective(batch)
+            # DDP averages gradients over ranks; scale so the result is the
+            # mean over every predicted token of the step.
+            scaled = loss * (d.world / max(total, 1.0))
+        _backward(scaled)
+        loss_sum += float(loss.detach())
+    if cfg.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss_sum, total, sum(b["input_ids"].numel() for b in micro) * d.world
+
+
+def _bookkeeping(
+    cfg: TrainConfig, d: distributed.Dist, run: _Run, bar: Any, loss: float, rate: float
+) -> None:
+    """After step ``run.step``: progress, logs, evaluation, variance terms, checkpoints."""
+    step, metrics = run.step, run.metrics
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+    if step % cfg.log_every == 0 or step == cfg.max_steps:
+        metrics.write(step=step, loss=loss, lr=run.scheduler.get_last_lr()[0], tokens_per_s=rate)
+    if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
+        ev = evaluate(run.model, run.eval_batches, d, run.autocast)
+        ppl = math.exp(min(ev, 50.0))
+        metrics.write(step=step, eval_loss=ev, eval_ppl=ppl, elapsed=run.elapsed)
+        if d.main:  # tqdm's write prints even where the bar is disabled
+            bar.write(f"step {step}: eval loss {ev:.4f} (ppl {ppl:.1f})")
+    if cfg.variance_every and step % cfg.variance_every == 0:
+        if d.main:
+            metrics.write(step=step, **_variance(run.model, run.tokenizer, run.eval_set, cfg))
+        d.barrier()
+    if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
+        if d.main:
+            ckpt_dir = Path(cfg.out_dir) / "checkpoints"
+            state = _training_state(step, run.optimizer, run.scheduler, run.elapsed)
+            ckpt.save_checkpoint(ckpt_dir, step, run.model, state, to_dict(cfg))
+            ckpt.prune(ckpt_dir, cfg.keep_last)
+        d.barrier()
+
+
+def _resume_point(ckpt_dir: Path, resume: bool) -> Path | None:
+    found = ckpt.list_checkpoints(ckpt_dir)
+    if resume:
+        if not found:
+            raise FemlmError(f"nothing to resume: no checkpoint in {ckpt_dir}")
+        ckpt.verify(found[-1])  # a corrupt newest checkpoint is reported, never skipped
+        return found[-1]
+    if found:
+        raise FemlmError(
+            f"{ckpt_dir.parent} already holds checkpoints; pass --resume to continue it "
+            "or choose another --out-dir"
+        )
+    return None
+
+
+def _broadcast_path(path: Path | None) -> Path | None:
+    box = [str(path) if path else None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return Path(box[0]) if box[0] else None
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and LayerNorm weights (the usual BERT recipe).
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.dim() < 2 or "LayerNorm" in name else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def _schedule(cfg: TrainConfig):
+    warm, total = cfg.warmup_steps, cfg.max_steps
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        if cfg.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return factor
+
+
+def step_indices(n: int, batch_size: int, seed: int, step: int) -> tuple[int, list[int]]:
+    """(epoch, training-set indices) of the sequences of global step ``step``.
+
+    Each epoch is a fresh permutation keyed on (seed, epoch); the last
+    ``n % batch_size`` sequences of an epoch's order are not used in that epoch.
+    """
+    epoch, within = divmod(step, n // batch_size)
+    perm = _epoch_order(n, seed, epoch)
+    return epoch, perm[within * batch_size : (within + 1) * batch_size].tolist()
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n: int, seed: int, epoch: int) -> Tensor:
+    g = torch.Generator().manual_seed(int(mix_ints(seed, epoch)) & (2**63 - 1))
+    return torch.randperm(n, generator=g)
+
+
+def _micro_batches(
+    cfg: TrainConfig, data: Any, collator: MaskingCollator, step: int, d: distributed.Dist
+) -> Iterator[dict[str, Tensor]]:
+    epoch, indices = step_indices(len(data), cfg.batch_size, cfg.seed, step)
+    mine = indices[d.rank :: d.world]
+    collator.set_epoch(epoch)
+    size = len(mine) // cfg.grad_accum
+    for k in range(cfg.grad_accum):
+        chunk = mine[k * size : (k + 1) * size]
+        rows = data[chunk]["input_ids"]
+        yield collator(
+            [{"input_ids": r, "example_index": i} for r, i in zip(rows, chunk, strict=True)]
+        )
+
+
+def _variance(model: nn.Module, tokenizer: Any, eval_set: Any, cfg: TrainConfig) -> dict:
+    """Point estimates of the variance terms on the first validation sequences."""
+    from femlm.variance.analyser import variance_terms
+
+    n = min(cfg.variance_sequences, len(eval_set))
+    sequences = [torch.tensor(r) for r in eval_set[list(range(n))]["input_ids"]]
+    # The run's K, or the K its rate implies for a one-view baseline.
+    views = cfg.views if cfg.views and cfg.views >= 2 else max(2, round(1 / (cfg.rate or 0.15)))
+    return variance_terms(model, sequences, tokenizer, views=views, seed=cfg.seed)
+
+
+def _backward(loss: Tensor) -> None:
+    try:
+        loss.backward()
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if "memory" in str(err).lower() or "alloc" in str(err).lower():
+            raise FemlmError(
+                "out of memory: lower --batch-size, raise --grad-accum or --max-length less"
+            ) from None
+        raise
+
+
+def _training_state(step: int, optimizer: Any, scheduler: Any, elapsed: float) -> dict[str, Any]:
+    state = {
+        "step": step,
+        "elapsed": elapsed,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _save_final(model: nn.Module, tokenizer: Any, cfg: TrainConfig, folder: Path) -> None:
+    tmp = folder.with_name(folder.name + ".tmp")
+    with quiet_transformers():  # its shard-writing bar would ignore --no-progress
+        model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    save_config(cfg, tmp / ckpt.CONFIG_FILE)
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
+def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
+    if not cfg.bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _progress(cfg: TrainConfig, d: distributed.Dist, start: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=cfg.max_steps, initial=start, disable=not (cfg.progress and d.main),
+        desc=f"pretrain {cfg.strategy}", unit="step", dynamic_ncols=True,
+    )  # fmt: skip
+
+
+def run_from_files(config_path: str | None, overrides: dict[str, Any], resume: bool) -> Path:
+    """CLI entry: on ``resume`` the run folder's saved config is the base."""
+    if resume and not config_path:
+        out = overrides.get("out_dir") or TrainConfig().out_dir
+        saved = Path(out) / ckpt.CONFIG_FILE
+        if saved.is_file():
+            config_path = str(saved)
+    return pretrain(load_config(TrainConfig, config_path, overrides), resume=resume)

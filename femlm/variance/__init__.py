@@ -1,0 +1,1 @@
+"""Gradient variance: the analyser, per-view gradients, estimators and their plots."""
