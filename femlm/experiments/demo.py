@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from femlm.experiments.grid import Experiment, run_experiment
+from femlm.runs import ExperimentDir
 
 log = logging.getLogger("femlm")
 
@@ -79,7 +80,11 @@ def demo_experiment(
         seeds=seeds,
         base=base,
         runs=DEMO["runs"],
-        tokenizer={"data": [corpus], "output": str(out_dir / "tokenizer"), "vocab_size": 8192},
+        tokenizer={
+            "data": [corpus],
+            "output": str(ExperimentDir(out_dir).tokenizer),
+            "vocab_size": 8192,
+        },
         finetune=finetune,
         variance=dict(DEMO["variance"]),
         source={"name": "demo", **DEMO, "seeds": seeds, "base": base},

@@ -20,8 +20,9 @@ from typing import Any
 
 from femlm.config import TrainConfig, check_config, from_dict, load_config, read_config_file
 from femlm.errors import FemlmError
-from femlm.files import finished_run, write_json
-from femlm.train.checkpoint import CONFIG_FILE, list_checkpoints
+from femlm.files import write_json
+from femlm.runs import ExperimentDir, RunDir
+from femlm.train.checkpoint import list_checkpoints
 
 log = logging.getLogger("femlm")
 
@@ -97,7 +98,7 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Expe
 
 def run_config(exp: Experiment, variant: str, seed: int) -> TrainConfig:
     values = {**exp.base, **exp.runs[variant], "seed": seed}
-    values["out_dir"] = str(run_dir(exp, variant, seed))
+    values["out_dir"] = str(run_dir(exp, variant, seed).root)
     if exp.tokenizer and "tokenizer" not in values:
         values["tokenizer"] = exp.tokenizer["output"]
     cfg = from_dict(TrainConfig, values)
@@ -109,8 +110,8 @@ def seeds_of(exp: Experiment, variant: str) -> list[int]:
     return exp.run_seeds.get(variant, exp.seeds)
 
 
-def run_dir(exp: Experiment, variant: str, seed: int) -> Path:
-    return exp.out_dir / variant / f"seed-{seed}"
+def run_dir(exp: Experiment, variant: str, seed: int) -> RunDir:
+    return ExperimentDir(exp.out_dir).run(variant, seed)
 
 
 def run_experiment(
@@ -127,7 +128,7 @@ def run_experiment(
             f"no variant {', '.join(unknown)} in this experiment; it has {', '.join(exp.runs)}"
         )
     exp.out_dir.mkdir(parents=True, exist_ok=True)
-    (exp.out_dir / "experiment.json").write_text(json.dumps(exp.source, indent=2) + "\n")
+    ExperimentDir(exp.out_dir).spec.write_text(json.dumps(exp.source, indent=2) + "\n")
     _prepare_tokenizer(exp)
     every = sorted({s for v in exp.runs for s in seeds_of(exp, v)})
     missing = sorted(set(seeds or []) - set(every))
@@ -141,7 +142,7 @@ def run_experiment(
     ]
     for i, (variant, seed) in enumerate(grid, 1):
         folder = run_dir(exp, variant, seed)
-        log.info("[%d/%d] %s seed %d -> %s", i, len(grid), variant, seed, folder)
+        log.info("[%d/%d] %s seed %d -> %s", i, len(grid), variant, seed, folder.root)
         _pretrain_once(exp, variant, seed, folder)
         if _wanted(exp.variance, variant, seed):
             _variance_once(exp, folder)
@@ -166,18 +167,18 @@ def _prepare_tokenizer(exp: Experiment) -> None:
     )  # fmt: skip
 
 
-def _pretrain_once(exp: Experiment, variant: str, seed: int, folder: Path) -> None:
+def _pretrain_once(exp: Experiment, variant: str, seed: int, folder: RunDir) -> None:
     from femlm.train.loop import pretrain
 
-    if finished_run(folder):
+    if folder.finished:
         log.info("  finished earlier, skipped")
         return
-    resume = bool(list_checkpoints(folder / "checkpoints"))
+    resume = bool(list_checkpoints(folder.checkpoints))
     if resume:
-        log.info("  resuming from %s", list_checkpoints(folder / "checkpoints")[-1].name)
+        log.info("  resuming from %s", list_checkpoints(folder.checkpoints)[-1].name)
     start = time.time()
     pretrain(run_config(exp, variant, seed), resume=resume)
-    _append_json(folder / "timing.json", {"pretrain_seconds": time.time() - start})
+    _append_json(folder.timing, {"pretrain_seconds": time.time() - start})
 
 
 def _wanted(spec: dict | None, variant: str, seed: int) -> bool:
@@ -191,8 +192,9 @@ def _wanted(spec: dict | None, variant: str, seed: int) -> bool:
 _RUNNER_KEYS = ("variants", "pretrain_seeds")
 
 
-def _variance_once(exp: Experiment, folder: Path) -> None:
-    target = folder / "variance.json"
+def _variance_once(exp: Experiment, folder: RunDir | Path) -> None:
+    folder = RunDir(folder)
+    target = folder.variance
     if target.is_file():
         return
     from femlm.variance.analyser import VarianceConfig, run_variance
@@ -200,23 +202,24 @@ def _variance_once(exp: Experiment, folder: Path) -> None:
     spec = {k: v for k, v in exp.variance.items() if k not in _RUNNER_KEYS}
     # Probe the run's own validation blocks with the run's replacement policy
     # (80/10/10 or all [MASK]) unless the spec says otherwise.
-    trained = load_config(TrainConfig, str(folder / CONFIG_FILE))
+    trained = load_config(TrainConfig, str(folder.config))
     keys = ("data", "cache_dir", "max_length", "text_field", "mask_prob", "random_prob")
     shared = {k: getattr(trained, k) for k in keys}
-    values = {**shared, **spec, "model": str(folder / "final"), "out_dir": str(folder / "variance")}
+    values = {**shared, **spec, "model": str(folder.final), "out_dir": str(folder.variance_dir)}
     result = run_variance(from_dict(VarianceConfig, values))
     write_json(result, target)
 
 
-def _finetune_once(exp: Experiment, folder: Path) -> None:
+def _finetune_once(exp: Experiment, folder: RunDir | Path) -> None:
+    folder = RunDir(folder)
     from femlm.finetune.run import FinetuneConfig, finetune
 
     spec = {k: v for k, v in exp.finetune.items() if k not in _RUNNER_KEYS}
     for task in spec.pop("tasks", []):
-        target = folder / f"finetune-{task}.json"
+        target = folder.finetune(task)
         if target.is_file():
             continue
-        values = {**spec, "task": task, "model": str(folder / "final"), "out": str(target)}
+        values = {**spec, "task": task, "model": str(folder.final), "out": str(target)}
         finetune(from_dict(FinetuneConfig, values))
 
 

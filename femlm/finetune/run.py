@@ -27,6 +27,7 @@ from femlm.errors import FemlmError
 from femlm.files import write_json
 from femlm.finetune.tasks import Row, label_order, load_task, subsample
 from femlm.model import PRESETS, pick_device, preset_config, quiet_transformers, set_dropout
+from femlm.runs import RunDir
 
 log = logging.getLogger("femlm")
 CLIP_GRAD = 1.0
@@ -259,7 +260,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "test_macro_f1": seed_summary([r["test_macro_f1"] for r in runs]),
         "config": asdict(cfg),
     }  # fmt: skip
-    out = Path(cfg.out) if cfg.out else Path(cfg.model) / f"finetune-{_task_name(cfg)}.json"
+    out = Path(cfg.out) if cfg.out else RunDir(cfg.model).finetune(_task_name(cfg))
     write_json(result, out)
     result["out"] = str(out)
     return result

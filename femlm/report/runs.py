@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.errors import FemlmError
-from femlm.files import finished_run
+from femlm.runs import ExperimentDir, RunDir
 
 
 @dataclass
@@ -28,9 +28,9 @@ class Run:
         return self.evals[-1][1]
 
 
-def unfinished(run_folder: Path) -> bool:
+def unfinished(run: RunDir) -> bool:
     """A run femlm started (it saved its config) that has not written ``final/``."""
-    return (run_folder / "femlm_config.json").is_file() and not finished_run(run_folder)
+    return run.started and not run.finished
 
 
 def load_runs(folder: Path) -> dict[str, list[Run]]:
@@ -38,36 +38,42 @@ def load_runs(folder: Path) -> dict[str, list[Run]]:
     still training (or interrupted) would enter comparisons with a loss it has
     not finished lowering."""
     variants: dict[str, list[Run]] = {}
-    for metrics in sorted(folder.glob("*/seed-*/metrics.jsonl")):
-        run_folder = metrics.parent
-        if unfinished(run_folder):
+    for variant, run_dir in ExperimentDir(folder).runs():
+        if unfinished(run_dir) or not run_dir.metrics.is_file():
             continue
-        rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
-        evals = [
-            (r["step"], r["eval_loss"], r.get("elapsed", math.nan))
-            for r in rows
-            if "eval_loss" in r
-        ]
-        if not evals:
-            continue
-        unigram = next((r["unigram_loss"] for r in rows if "unigram_loss" in r), None)
-        run = Run(int(run_folder.name.split("-", 1)[1]), evals, unigram)
-        run.variance_steps = [r for r in rows if "fully-explored.ratio" in r]
-        for f in sorted(run_folder.glob("finetune-*.json")):
-            run.finetune[f.stem.removeprefix("finetune-")] = json.loads(f.read_text())
-        for f in sorted(run_folder.glob("eval-mask*.json")):
-            run.reevals[f.stem.removeprefix("eval-")] = json.loads(f.read_text())
-        if (run_folder / "variance.json").is_file():
-            run.variance = json.loads((run_folder / "variance.json").read_text())
-        variants.setdefault(run_folder.parent.name, []).append(run)
+        run = _load_run(run_dir)
+        if run is not None:
+            variants.setdefault(variant, []).append(run)
     if not variants:
         raise FemlmError(f"no finished runs with evaluations under {folder}")
     return variants
 
 
+def _load_run(run_dir: RunDir) -> Run | None:
+    rows = [json.loads(x) for x in run_dir.metrics.read_text().splitlines() if x.strip()]
+    evals = [
+        (r["step"], r["eval_loss"], r.get("elapsed", math.nan)) for r in rows if "eval_loss" in r
+    ]
+    if not evals:
+        return None
+    unigram = next((r["unigram_loss"] for r in rows if "unigram_loss" in r), None)
+    run = Run(run_dir.seed, evals, unigram)
+    run.variance_steps = [r for r in rows if "fully-explored.ratio" in r]
+    run.finetune = {
+        task: json.loads(p.read_text()) for task, p in run_dir.finetune_results().items()
+    }
+    run.reevals = {tag: json.loads(p.read_text()) for tag, p in run_dir.reevaluations().items()}
+    if run_dir.variance.is_file():
+        run.variance = json.loads(run_dir.variance.read_text())
+    return run
+
+
 def unfinished_note(folder: Path) -> list[str]:
-    left = [f"`{p.parent.name}` seed {p.name.split('-', 1)[1]}"
-            for p in sorted(folder.glob("*/seed-*")) if unfinished(p)]  # fmt: skip
+    left = [
+        f"`{variant}` seed {run.seed}"
+        for variant, run in ExperimentDir(folder).runs()
+        if unfinished(run)
+    ]
     if not left:
         return []
     return [f"Left out, not finished (still training or interrupted): {', '.join(left)}.", ""]
@@ -75,8 +81,8 @@ def unfinished_note(folder: Path) -> list[str]:
 
 def read_config(folder: Path) -> dict[str, Any]:
     """The experiment's ``experiment.json`` (``base``, ``runs``), or {} when absent."""
-    cfg_file = folder / "experiment.json"
-    return json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    spec = ExperimentDir(folder).spec
+    return json.loads(spec.read_text()) if spec.is_file() else {}
 
 
 def variant_settings(config: dict[str, Any], name: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 from femlm.config import TrainConfig
 from femlm.report.runs import Run, is_standard, read_config, variant_settings
 from femlm.report.stats import compare, mean_std
+from femlm.runs import ExperimentDir
 
 
 def variance_claims(runs: list[Run], fe: str) -> list[str]:
@@ -53,7 +54,7 @@ def variance_section(variants: dict[str, list[Run]], folder: Path, out: Path) ->
                 continue
             lines += [f"`{name}` seed {r.seed}, at the end of training:", "", "```"]
             lines += [format_table(r.variance), "```", ""]
-            for png in sorted((folder / name / f"seed-{r.seed}" / "variance").glob("*.png")):
+            for png in sorted(ExperimentDir(folder).run(name, r.seed).variance_dir.glob("*.png")):
                 target = out / f"{name}-seed{r.seed}-{png.name}"
                 if target.resolve() != png.resolve():
                     shutil.copyfile(png, target)

@@ -37,6 +37,7 @@ from femlm.report.stats import (
     two_se,
 )
 from femlm.report.variance import ranking_check, variance_claims, variance_section
+from femlm.runs import ExperimentDir
 
 
 def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[list[str], dict]:
@@ -138,7 +139,7 @@ def reevaluation_section(variants: dict[str, list[Run]], baseline: str) -> list[
 
 def eval_note(folder: Path) -> list[str]:
     """How the validation positions were shown to the model (from a run's saved config)."""
-    saved = next(iter(sorted(folder.glob("*/seed-*/femlm_config.json"))), None)
+    saved = next((run.config for _, run in ExperimentDir(folder).runs() if run.started), None)
     if saved is None:
         return []
     cfg = json.loads(saved.read_text())

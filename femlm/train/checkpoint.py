@@ -23,12 +23,12 @@ from torch import nn
 
 from femlm.errors import FemlmError
 from femlm.files import sha256_file
+from femlm.runs import CONFIG_FILE
 
 _NAME = re.compile(r"^step-(\d+)$")
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "training.pt"
 MANIFEST = "manifest.json"
-CONFIG_FILE = "femlm_config.json"
 
 
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:

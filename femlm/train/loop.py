@@ -27,13 +27,14 @@ from torch import Tensor, nn
 
 from femlm.config import TrainConfig, check_config, load_config, save_config, to_dict
 from femlm.errors import FemlmError
-from femlm.files import MetricsLog
 from femlm.masking.collator import MaskingCollator
 from femlm.masking.keyed import mix_ints
 from femlm.model import build_model, count_parameters, mlm_loss_sum, quiet_transformers
+from femlm.runs import CONFIG_FILE, RunDir
 from femlm.train import checkpoint as ckpt
 from femlm.train import dist as distributed
 from femlm.train.evaluate import eval_batches_for, evaluate, unigram_loss
+from femlm.train.metrics import MetricsLog
 
 log = logging.getLogger("femlm")
 
@@ -90,7 +91,7 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
         run.elapsed += seconds  # training time only, carried across resumes
         _bookkeeping(cfg, d, run, bar, step_loss, tokens / seconds)
     bar.close()
-    final = Path(cfg.out_dir) / "final"
+    final = RunDir(cfg.out_dir).final
     if d.main:
         _save_final(run.model, run.tokenizer, cfg, final)
         log.info("saved %s (load with AutoModelForMaskedLM.from_pretrained)", final)
@@ -103,8 +104,8 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
     check_config(cfg, d.world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
-    start = _resume_point(out / "checkpoints", resume) if d.main else None
+    out = RunDir(cfg.out_dir)
+    start = _resume_point(out.checkpoints, resume) if d.main else None
     torch.manual_seed(cfg.seed)
 
     from femlm.data.tokenizer import load_tokenizer
@@ -135,8 +136,8 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         # a run that does not go well below it has learnt nothing but unigrams.
         metrics.write(step=0, unigram_loss=unigram_loss(train_set, eval_batches, len(tokenizer)))
     if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / ckpt.CONFIG_FILE)
+        out.root.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out.config)
         log.info(
             "model %s: %.2fM parameters; %d training blocks (%d steps/epoch), %d eval sequences; %s",
             cfg.model, count_parameters(model) / 1e6, len(train_set), len(train_set) // cfg.batch_size,
@@ -230,7 +231,7 @@ def _bookkeeping(
         d.barrier()
     if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
         if d.main:
-            ckpt_dir = Path(cfg.out_dir) / "checkpoints"
+            ckpt_dir = RunDir(cfg.out_dir).checkpoints
             state = _training_state(step, run.optimizer, run.scheduler, run.elapsed)
             ckpt.save_checkpoint(ckpt_dir, step, run.model, state, to_dict(cfg))
             ckpt.prune(ckpt_dir, cfg.keep_last)
@@ -359,7 +360,7 @@ def _save_final(model: nn.Module, tokenizer: Any, cfg: TrainConfig, folder: Path
     with quiet_transformers():  # its shard-writing bar would ignore --no-progress
         model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    save_config(cfg, tmp / ckpt.CONFIG_FILE)
+    save_config(cfg, tmp / CONFIG_FILE)
     if folder.exists():
         import shutil
 
@@ -386,7 +387,7 @@ def run_from_files(config_path: str | None, overrides: dict[str, Any], resume: b
     """CLI entry: on ``resume`` the run folder's saved config is the base."""
     if resume and not config_path:
         out = overrides.get("out_dir") or TrainConfig().out_dir
-        saved = Path(out) / ckpt.CONFIG_FILE
+        saved = RunDir(out).config
         if saved.is_file():
             config_path = str(saved)
     return pretrain(load_config(TrainConfig, config_path, overrides), resume=resume)

@@ -14,17 +14,11 @@ changes.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from femlm.errors import FemlmError
-from femlm.files import finished_run, write_json
-from femlm.train.checkpoint import CONFIG_FILE
-
-
-def result_name(mask_prob: float, random_prob: float) -> str:
-    """File name of one re-evaluation, e.g. ``eval-mask1-random0.json``."""
-    return f"eval-mask{mask_prob:g}-random{random_prob:g}.json"
+from femlm.files import write_json
+from femlm.runs import CONFIG_FILE, RunDir, find_runs
 
 
 def evaluate_run(
@@ -42,41 +36,36 @@ def evaluate_run(
     from femlm.train.dist import Dist
     from femlm.train.evaluate import eval_batches_for, evaluate
 
-    run = Path(run_dir)
-    if not (run / CONFIG_FILE).is_file() or not finished_run(run):
-        raise FemlmError(f"{run} is not a finished run: it needs {CONFIG_FILE} and final/")
-    cfg = load_config(TrainConfig, str(run / CONFIG_FILE))
+    run = RunDir(run_dir)
+    if not run.started or not run.finished:
+        raise FemlmError(f"{run.root} is not a finished run: it needs {CONFIG_FILE} and final/")
+    cfg = load_config(TrainConfig, str(run.config))
     cfg.eval_mask_prob, cfg.eval_random_prob = mask_prob, random_prob
     check_config(cfg)  # one place judges eval inputs: here it catches impossible probabilities
-    tokenizer = load_tokenizer(str(run / "final"))
+    tokenizer = load_tokenizer(str(run.final))
     blocks = build_blocks(
         cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
         cfg.validation_fraction, seed=0, progress=False,
     )  # fmt: skip
     batches = eval_batches_for(cfg, tokenizer, blocks["validation"])
     dev = pick_device(device)
-    model = build_model(str(run / "final"), tokenizer, cfg.max_length).to(dev)
+    model = build_model(str(run.final), tokenizer, cfg.max_length).to(dev)
     result = {
         "eval_loss": evaluate(model, batches, Dist(0, 1, dev)),
         "mask_prob": mask_prob, "random_prob": random_prob,
         "eval_rate": cfg.eval_rate, "eval_seed": cfg.eval_seed,
         "sequences": min(cfg.eval_sequences, len(blocks["validation"])),
     }  # fmt: skip
-    write_json(result, run / result_name(mask_prob, random_prob))
+    write_json(result, run.reevaluation(mask_prob, random_prob))
     return result
 
 
 def evaluate_runs(folders: list[str], mask_prob: float, random_prob: float) -> list[str]:
     """Every finished run in ``folders`` (a run folder, a variant folder holding
     ``seed-<s>/``, or an experiment folder); one printable line per run."""
-    runs: list[Path] = []
-    for folder in map(Path, folders):
-        found = sorted(folder.glob("*/seed-*/" + CONFIG_FILE)) or sorted(
-            folder.glob("seed-*/" + CONFIG_FILE)
-        )
-        runs += [p.parent for p in found] or [folder]
+    runs = [run for folder in folders for run in find_runs(folder)]
     lines = []
     for run in runs:
-        loss = evaluate_run(run, mask_prob, random_prob)["eval_loss"]
-        lines.append(f"{str(run):48s} {loss:.4f}")
+        loss = evaluate_run(run.root, mask_prob, random_prob)["eval_loss"]
+        lines.append(f"{str(run.root):48s} {loss:.4f}")
     return lines

@@ -1,0 +1,158 @@
+"""The run folder, a written format: every file and folder name in one place.
+
+A pre-training run folder (``femlm pretrain --out-dir RUN``, or one
+``<variant>/seed-<s>/`` of an experiment) holds::
+
+    femlm_config.json        the resolved TrainConfig (written once, at step 0)
+    metrics.jsonl            one JSON object per line: step, loss, eval_loss, ...
+    checkpoints/step-NNNNNNN/  model, optimizer state, config, sha256 manifest
+    final/                   the trained model + tokenizer (HF layout), by one rename
+    timing.json              wall-clock seconds of the experiment runner
+    variance/ variance.json  the end-of-run variance probe: plots, then results
+    finetune-<task>.json     downstream fine-tuning results
+    eval-mask<M>-random<R>.json  `femlm evaluate` re-scorings
+    .lock                    held by the one process writing the folder
+
+An experiment folder holds ``experiment.json`` (the grid as given),
+``tokenizer/`` when the grid trains one, and ``<variant>/seed-<s>/`` runs.
+docs/training.md documents the same layout; readers and writers go through
+:class:`RunDir` and :class:`ExperimentDir` so that the names cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_FILE = "femlm_config.json"
+_SEED = re.compile(r"^seed-(-?\d+)$")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Named paths of one pre-training run folder."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    def __fspath__(self) -> str:  # a RunDir goes wherever a path does
+        return str(self.root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+    @property
+    def timing(self) -> Path:
+        return self.root / "timing.json"
+
+    @property
+    def variance(self) -> Path:
+        """The end-of-run probe's results; its plots go to :attr:`variance_dir`."""
+        return self.root / "variance.json"
+
+    @property
+    def variance_dir(self) -> Path:
+        return self.root / "variance"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    def finetune(self, task: str) -> Path:
+        return self.root / f"finetune-{task}.json"
+
+    def finetune_results(self) -> dict[str, Path]:
+        """``{task: path}`` of every fine-tuning result, sorted by task."""
+        found = sorted(self.root.glob("finetune-*.json"))
+        return {p.stem.removeprefix("finetune-"): p for p in found}
+
+    def reevaluation(self, mask_prob: float, random_prob: float) -> Path:
+        return self.root / f"eval-mask{mask_prob:g}-random{random_prob:g}.json"
+
+    def reevaluations(self) -> dict[str, Path]:
+        """``{"mask1-random0": path, ...}`` of every `femlm evaluate` result."""
+        found = sorted(self.root.glob("eval-mask*.json"))
+        return {p.stem.removeprefix("eval-"): p for p in found}
+
+    @property
+    def started(self) -> bool:
+        """femlm started this run: it saved its config."""
+        return self.config.is_file()
+
+    @property
+    def finished(self) -> bool:
+        """The final model is written: ``final/`` appears by one rename of a complete
+        folder, so its presence is enough, and a copy of a run's results without its
+        weights (the usual way to share them) still counts as finished."""
+        return self.final.is_dir()
+
+    @property
+    def seed(self) -> int | None:
+        """The seed of an experiment run (``seed-<s>``), None for another name."""
+        m = _SEED.match(self.root.name)
+        return int(m.group(1)) if m else None
+
+
+@dataclass(frozen=True)
+class ExperimentDir:
+    """Named paths of an experiment folder: ``<variant>/seed-<s>/`` runs and their grid."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "experiment.json"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    def run(self, variant: str, seed: int) -> RunDir:
+        return RunDir(self.root / variant / f"seed-{seed}")
+
+    def runs(self) -> Iterator[tuple[str, RunDir]]:
+        """``(variant, run)`` for every ``<variant>/seed-<s>/`` folder, in sorted order."""
+        for folder in sorted(self.root.glob("*/seed-*")):
+            run = RunDir(folder)
+            if folder.is_dir() and run.seed is not None:
+                yield folder.parent.name, run
+
+
+def finished_run(run: str | os.PathLike) -> bool:
+    """Whether ``run`` is a finished run folder (see :attr:`RunDir.finished`)."""
+    return RunDir(run).finished
+
+
+def find_runs(folder: str | os.PathLike) -> list[RunDir]:
+    """The runs femlm started under ``folder``: an experiment folder, a variant folder
+    holding ``seed-<s>/`` runs, or one run folder (returned as it is)."""
+    root = Path(folder)
+    found = sorted(root.glob(f"*/seed-*/{CONFIG_FILE}")) or sorted(
+        root.glob(f"seed-*/{CONFIG_FILE}")
+    )
+    return [RunDir(p.parent) for p in found] or [RunDir(root)]
