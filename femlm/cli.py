@@ -29,12 +29,12 @@ def _add_mask(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_mask(args: argparse.Namespace) -> None:
-    from femlm.masking.show import SAMPLE_TEXT, load_tokenizer, render_views
+    from femlm.masking.show import SAMPLE_TEXT, render_views, tokenizer_or_builtin
 
     text = args.text if args.text is not None else SAMPLE_TEXT
     if args.file:
         text = _read_text(args.file)
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer = tokenizer_or_builtin(args.tokenizer)
     strategies = args.strategy or STRATEGIES
     print(render_views(text, tokenizer, strategies, args.views, args.rate, args.seed))
 

@@ -19,6 +19,8 @@ from typing import Any
 from femlm.errors import FemlmError
 from femlm.masking.strategies import resolve_views_rate
 
+CACHE_HELP = "where tokenised blocks are cached (default $FEMLM_CACHE/blocks; $FEMLM_CACHE is ~/.cache/femlm when unset)"
+
 
 def _f(default: Any, help: str) -> Any:
     if isinstance(default, list):
@@ -36,7 +38,7 @@ class TrainConfig:
     model: str = _f("tiny", "preset (tiny, mini, small, base) or a local masked-LM folder")
     max_length: int = _f(128, "tokens per packed block, [CLS] and [SEP] included")
     validation_fraction: float = _f(0.02, "share of documents held out for validation")
-    cache_dir: str | None = _f(None, "where tokenised blocks are cached (default $FEMLM_CACHE)")
+    cache_dir: str | None = _f(None, CACHE_HELP)
     strategy: str = _f("fully-explored", "masking strategy (see docs/masking.md)")
     views: int | None = _f(None, "masked views per sequence (fully-explored: round(1/rate))")
     rate: float | None = _f(None, "mask rate (default 0.15; fully-explored: 1/views)")
@@ -99,7 +101,7 @@ class VarianceConfig:
     data: list[str] = _f([], "corpus the probe sequences come from (as for pretrain)")
     text_field: str = _f("text", "field/column holding the text in JSONL and Parquet")
     max_length: int = _f(128, "tokens per probe sequence, [CLS] and [SEP] included")
-    cache_dir: str | None = _f(None, "where tokenised blocks are cached")
+    cache_dir: str | None = _f(None, CACHE_HELP)
     validation_fraction: float = _f(0.02, "share of documents held out (as for pretrain)")
     split: str = _f("validation", "which split the probe sequences come from")
     sequences: int = _f(32, "probe sequences S (the bootstrap resamples these)")
@@ -138,7 +140,9 @@ class FinetuneConfig:
     task: str | None = _f(None, "bbc, movies, debian, a CSV/JSONL file or a train/dev/test folder")
     text_field: str = _f("text", "column holding the text")
     label_field: str = _f("label", "column holding the label (strings or integers)")
-    cache_dir: str | None = _f(None, "where built-in tasks live (default $FEMLM_CACHE)")
+    cache_dir: str | None = _f(
+        None, "where built-in tasks live (default $FEMLM_CACHE, ~/.cache/femlm when unset)"
+    )
     seeds: list[int] = _f([0, 1, 2], "one fine-tuning run per seed")
     max_length: int = _f(128, "tokens per example, [CLS] and [SEP] included; longer is cut")
     batch_size: int = _f(32, "examples per optimizer step")

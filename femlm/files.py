@@ -30,3 +30,10 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def cache_root() -> Path:
+    """The default cache folder, ``$FEMLM_CACHE`` if set, else ``~/.cache/femlm``:
+    corpora and tasks live in it, tokenised blocks under ``blocks/``."""
+    env = os.environ.get("FEMLM_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "femlm"

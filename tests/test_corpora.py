@@ -17,6 +17,7 @@ from femlm.corpora import hygiene, sources
 from femlm.corpora import parsers as P
 from femlm.corpora import textclean as T
 from femlm.errors import FemlmError
+from femlm.files import cache_root
 
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
@@ -411,7 +412,7 @@ def test_nothing_fetched_is_an_error(tmp_path, no_apt, monkeypatch):
 
 def test_cache_locations(tmp_path, monkeypatch):
     monkeypatch.setenv("FEMLM_CACHE", str(tmp_path))
-    assert corpora.default_cache_dir() == tmp_path
+    assert cache_root() == tmp_path
     assert corpora.corpus_path("domain") == tmp_path / "corpora" / "domain.jsonl"
     assert corpora.task_dir("debian", tmp_path / "x") == tmp_path / "x" / "tasks" / "debian"
     with pytest.raises(FemlmError):

@@ -155,7 +155,7 @@ BAD = [
     ("nolabel.csv", b"text,category\nhi,a\n", "has no column 'label'.*--label-field"),
     ("latin1.csv", "text,label\ncaf\xe9,a\n".encode("latin-1"), "is not UTF-8 text"),
     ("oneclass.jsonl", b'{"text": "x", "label": "a"}\n' * 30, "only one class"),
-    ("broken.jsonl", b'{"text": \n', "line 1 is not valid JSON"),
+    ("broken.jsonl", b'{"text": \n', "broken.jsonl:1: not valid JSON"),
 ]
 
 

@@ -21,7 +21,7 @@ from femlm.corpora.hygiene import AnyIndex, OverlapIndex, count_words, dedupe_ro
 from femlm.corpora.sources import (
     APT_LISTS,
     SOURCES,
-    Source,
+    Package,
     SourceError,
     download,
     ensure_translations,
@@ -32,7 +32,7 @@ from femlm.corpora.sources import (
     say,
 )
 from femlm.errors import FemlmError
-from femlm.files import sha256_file
+from femlm.files import cache_root, sha256_file
 
 # Bump when a parser changes so cached parts are rebuilt rather than trusted.
 PARSER_VERSION = 2
@@ -40,14 +40,8 @@ CORPORA = ("general", "domain", "bbc")
 TASKS = ("bbc", "movies", "debian")
 
 
-def default_cache_dir() -> pathlib.Path:
-    """``$FEMLM_CACHE`` if set, else ``~/.cache/femlm``."""
-    env = os.environ.get("FEMLM_CACHE")
-    return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "femlm"
-
-
 def _cache(cache_dir: str | os.PathLike | None) -> pathlib.Path:
-    return pathlib.Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    return pathlib.Path(cache_dir).expanduser() if cache_dir else cache_root()
 
 
 def corpus_path(name: str, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
@@ -93,7 +87,7 @@ def _fresh(old: dict | None, part: pathlib.Path, version: str, sha: str | None) 
     )
 
 
-def process_source(src: Source, cache: pathlib.Path, old: dict | None, progress: bool) -> dict:
+def process_source(src: Package, cache: pathlib.Path, old: dict | None, progress: bool) -> dict:
     """Bring one source's parsed part up to date; raises SourceError on failure."""
     part = cache / "parts" / f"{src.name}.jsonl"
     if src.kind == "apt-lists":
@@ -208,7 +202,7 @@ def _save_manifest(cache: pathlib.Path, manifest: dict) -> None:
     os.replace(tmp, cache / "manifest.json")
 
 
-def _fetch_sources(wanted: list[Source], cache: pathlib.Path, manifest: dict, progress: bool):
+def _fetch_sources(wanted: list[Package], cache: pathlib.Path, manifest: dict, progress: bool):
     sources = manifest.setdefault("sources", {})
     for src in progress_bar(wanted, "sources", progress):
         old = sources.get(src.name)

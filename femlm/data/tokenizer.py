@@ -21,6 +21,7 @@ from femlm.errors import FemlmError
 
 log = logging.getLogger("femlm")
 
+DEFAULT_VOCAB_SIZE = 8192
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 # Written as the tokenizer class so both transformers 4 (where it is the fast
@@ -31,7 +32,7 @@ _PORTABLE_CLASS = "PreTrainedTokenizerFast"
 
 def train_wordpiece(
     documents: Iterable[str],
-    vocab_size: int = 8192,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
     min_frequency: int = 2,
     lowercase: bool = True,
 ) -> Any:
@@ -188,7 +189,7 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
 def train_tokenizer(
     paths: Sequence[str | os.PathLike] | str | os.PathLike,
     out_dir: str | os.PathLike,
-    vocab_size: int = 8192,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
     min_frequency: int = 2,
     lowercase: bool = True,
     text_field: str = "text",

@@ -14,6 +14,7 @@ import logging
 import time
 from pathlib import Path
 
+from femlm.data.tokenizer import DEFAULT_VOCAB_SIZE
 from femlm.experiments.grid import Experiment, run_experiment
 from femlm.runs import ExperimentDir
 
@@ -83,7 +84,7 @@ def demo_experiment(
         tokenizer={
             "data": [corpus],
             "output": str(ExperimentDir(out_dir).tokenizer),
-            "vocab_size": 8192,
+            "vocab_size": DEFAULT_VOCAB_SIZE,
         },
         finetune=finetune,
         variance=dict(DEMO["variance"]),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 from femlm.config import TrainConfig, check_config, from_dict, load_config, read_config_file
 from femlm.errors import FemlmError
-from femlm.files import write_json
+from femlm.files import cache_root, write_json
 from femlm.runs import ExperimentDir, RunDir
 from femlm.train.checkpoint import list_checkpoints
 
@@ -54,10 +55,22 @@ class Experiment:
     source: dict[str, Any] = field(default_factory=dict)
 
 
+_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def _variable(match: re.Match) -> str:
+    """An environment variable's value; ``$FEMLM_CACHE`` is the cache folder even when
+    unset, so a config naming it works on a machine that never set it."""
+    name = match.group(1) or match.group(2)
+    if name == "FEMLM_CACHE":
+        return str(cache_root())
+    return os.environ.get(name, match.group(0))
+
+
 def expand(value: Any) -> Any:
     """``~`` and ``$VARS`` in strings (recursively), so configs stay portable."""
     if isinstance(value, str):
-        return os.path.expanduser(os.path.expandvars(value))
+        return os.path.expanduser(_VAR.sub(_variable, value))
     if isinstance(value, list):
         return [expand(v) for v in value]
     if isinstance(value, dict):
@@ -73,7 +86,6 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Expe
         raise FemlmError(f"{path}: unknown experiment key(s): {', '.join(unknown)}")
     if not raw.get("runs"):
         raise FemlmError(f"{path}: no runs to compare (give a 'runs' mapping)")
-    os.environ.setdefault("FEMLM_CACHE", str(Path.home() / ".cache" / "femlm"))
     data = expand(raw)
     runs = {str(k): dict(v or {}) for k, v in data["runs"].items()}
     # A variant may name its own seeds (e.g. fewer for an added comparison).
@@ -159,10 +171,10 @@ def _prepare_tokenizer(exp: Experiment) -> None:
     if (out / "tokenizer.json").is_file():
         log.info("tokenizer %s exists, reusing it", out)
         return
-    from femlm.data.tokenizer import train_tokenizer
+    from femlm.data.tokenizer import DEFAULT_VOCAB_SIZE, train_tokenizer
 
     train_tokenizer(
-        spec["data"], out, vocab_size=int(spec.get("vocab_size", 8192)),
+        spec["data"], out, vocab_size=int(spec.get("vocab_size", DEFAULT_VOCAB_SIZE)),
         min_frequency=int(spec.get("min_frequency", 2)), text_field=spec.get("text_field", "text"),
     )  # fmt: skip
 

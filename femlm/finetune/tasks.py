@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from femlm.corpora.fetch import TASKS, task_dir
 from femlm.corpora.hygiene import SPLIT_SEED, stratified_split
+from femlm.data.readers import json_record
 from femlm.errors import FemlmError
 
 SPLITS = ("train", "dev", "test")
@@ -58,13 +58,7 @@ def _jsonl_records(path: Path, text: str) -> list[tuple[int, dict]]:
     for line, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            raise FemlmError(f"{path} line {line} is not valid JSON") from None
-        if not isinstance(record, dict):
-            raise FemlmError(f"{path} line {line} is not a JSON object")
-        records.append((line, record))
+        records.append((line, json_record(raw, path, line)))
     return records
 
 

@@ -155,7 +155,7 @@ def builtin_tokenizer() -> Any:
     return as_transformers(tok)
 
 
-def load_tokenizer(path: str | None) -> Any:
+def tokenizer_or_builtin(path: str | None) -> Any:
     """A tokenizer from a local folder, or the built-in one when ``path`` is None."""
     if path is None:
         return builtin_tokenizer()
