@@ -1,37 +1,33 @@
-"""Typed configuration: dataclasses with help text, files, and CLI overrides.
+"""Typed configuration: one dataclass per subcommand, fields with help text.
 
-Precedence: field defaults < YAML/JSON file < command-line flags. Unknown
-keys are an error, and the resolved config is written beside every
-checkpoint, so a run can always be re-created from its folder.
+``femlm pretrain``, ``variance`` and ``finetune`` read config files too;
+:mod:`femlm.schema` turns these classes into flags and checks files against
+them. Pre-training settings come in groups (inputs, masking, optimisation,
+evaluation, run) that ``femlm variance`` shares where it means the same thing.
+The resolved config is written beside every checkpoint, so a run can always
+be re-created from its folder.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import types
-import typing
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
+from femlm.data.tokenizer import DEFAULT_VOCAB_SIZE
 from femlm.errors import FemlmError
-from femlm.masking.strategies import resolve_views_rate
+from femlm.masking.strategies import STRATEGIES, resolve_views_rate
+from femlm.schema import check_type
+from femlm.schema import setting as _f
 
 CACHE_HELP = "where tokenised blocks are cached (default $FEMLM_CACHE/blocks; $FEMLM_CACHE is ~/.cache/femlm when unset)"
-
-
-def _f(default: Any, help: str) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+DEFAULT_STRATEGIES = ["random", "fully-explored", "fully-explored-span", "span"]
 
 
 @dataclass
-class TrainConfig:
-    """Everything ``femlm pretrain`` needs; one field per flag."""
+class InputSettings:
+    """What a run reads: the corpus, its tokenizer, the model to start from."""
 
+    GROUP: ClassVar[str] = "inputs"
     data: list[str] = _f([], "training corpus: text, JSONL, Parquet files or saved datasets")
     text_field: str = _f("text", "field/column holding the text in JSONL and Parquet")
     tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder's own)")
@@ -39,11 +35,32 @@ class TrainConfig:
     max_length: int = _f(128, "tokens per packed block, [CLS] and [SEP] included")
     validation_fraction: float = _f(0.02, "share of documents held out for validation")
     cache_dir: str | None = _f(None, CACHE_HELP)
+
+
+@dataclass
+class MaskingSettings:
+    """Which positions are predicted."""
+
+    GROUP: ClassVar[str] = "masking"
     strategy: str = _f("fully-explored", "masking strategy (see docs/masking.md)")
     views: int | None = _f(None, "masked views per sequence (fully-explored: round(1/rate))")
     rate: float | None = _f(None, "mask rate (default 0.15; fully-explored: 1/views)")
+
+
+@dataclass
+class ReplacementSettings:
+    """What the model sees at predicted positions (BERT's 80/10/10)."""
+
+    GROUP: ClassVar[str] = "masking"
     mask_prob: float = _f(0.8, "share of masked positions replaced by [MASK]")
     random_prob: float = _f(0.1, "share of masked positions replaced by a random token")
+
+
+@dataclass
+class OptimisationSettings:
+    """The optimizer, its schedule and the length of the run."""
+
+    GROUP: ClassVar[str] = "optimisation"
     batch_size: int = _f(8, "sequences per optimizer step (each with all its views)")
     grad_accum: int = _f(1, "micro-batches per step; all views of a sequence stay together")
     lr: float = _f(5e-4, "peak learning rate")
@@ -53,6 +70,13 @@ class TrainConfig:
     max_steps: int = _f(1000, "optimizer steps")
     clip_grad: float = _f(1.0, "max gradient norm (0 = no clipping)")
     dropout: float | None = _f(None, "override the model's dropout (e.g. 0 for exact tests)")
+
+
+@dataclass
+class EvaluationSettings:
+    """The fixed validation masks and the in-training variance probe."""
+
+    GROUP: ClassVar[str] = "evaluation"
     eval_every: int = _f(100, "evaluate every N steps (0 = only at the end)")
     eval_sequences: int = _f(256, "validation sequences in the fixed evaluation set")
     eval_rate: float = _f(0.15, "mask rate of the fixed evaluation masks (random)")
@@ -65,6 +89,13 @@ class TrainConfig:
     eval_random_prob: float = _f(0.0, "share of eval positions shown as a random token")
     variance_every: int = _f(0, "log gradient-variance terms every N steps (0 = never)")
     variance_sequences: int = _f(16, "validation sequences probed by --variance-every")
+
+
+@dataclass
+class RunSettings:
+    """Where the run goes, how often it saves and logs, and what it runs on."""
+
+    GROUP: ClassVar[str] = "run"
     save_every: int = _f(200, "checkpoint every N steps (0 = only at the end)")
     keep_last: int = _f(2, "checkpoints kept")
     log_every: int = _f(10, "log training loss every N steps")
@@ -77,40 +108,38 @@ class TrainConfig:
     progress: bool = _f(True, "show a progress bar")
 
 
-def _base_type(tp: Any) -> Any:
-    """``int | None`` -> int; ``list[str]`` -> list."""
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _base_type(args[0])
-    return typing.get_origin(tp) or tp
+# Bases in reverse order: a dataclass lists inherited fields from the last base
+# first, so the saved femlm_config.json keeps the key order it always had.
+@dataclass
+class TrainConfig(
+    RunSettings,
+    EvaluationSettings,
+    OptimisationSettings,
+    ReplacementSettings,
+    MaskingSettings,
+    InputSettings,
+):
+    """Everything ``femlm pretrain`` needs; one field per flag, in setting groups.
 
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-DEFAULT_STRATEGIES = ["random", "fully-explored", "fully-explored-span", "span"]
+    A config file may give the keys flat or inside their group's section
+    (``masking: {strategy: random}``).
+    """
 
 
 @dataclass
-class VarianceConfig:
-    """Everything ``femlm variance`` needs; one field per flag."""
+class VarianceConfig(ReplacementSettings, InputSettings):
+    """Everything ``femlm variance`` needs; the inputs and replacement groups are
+    pre-training's, the rest is the probe's own."""
 
     model: str = _f("tiny", "preset (at initialisation) or a local masked-LM folder")
-    tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder's own)")
     data: list[str] = _f([], "corpus the probe sequences come from (as for pretrain)")
-    text_field: str = _f("text", "field/column holding the text in JSONL and Parquet")
     max_length: int = _f(128, "tokens per probe sequence, [CLS] and [SEP] included")
-    cache_dir: str | None = _f(None, CACHE_HELP)
-    validation_fraction: float = _f(0.02, "share of documents held out (as for pretrain)")
     split: str = _f("validation", "which split the probe sequences come from")
     sequences: int = _f(32, "probe sequences S (the bootstrap resamples these)")
     draws: int = _f(8, "independent draws R of the K masks per sequence (>= 2)")
     views: int = _f(7, "views K per sequence for every strategy (fully-explored: rate 1/K)")
     rate: float = _f(0.15, "mask rate of the non-fully-explored strategies")
     strategies: list[str] = _f(DEFAULT_STRATEGIES, "strategies compared (random is always added)")
-    mask_prob: float = _f(0.8, "share of masked positions replaced by [MASK]")
-    random_prob: float = _f(0.1, "share of masked positions replaced by a random token")
     params: list[str] = _f([], "regexes; analyse only parameters whose name matches one")
     hamming_points: int = _f(5, "Hamming distances on the covariance curve (0 to 2m)")
     hamming_pairs: int = _f(4, "mask pairs per distance and sequence")
@@ -164,21 +193,11 @@ class FinetuneConfig:
     progress: bool = _f(True, "show a progress bar")
 
     def __post_init__(self) -> None:
-        self.seeds = _as_list(self.seeds, int, "seeds must be integers")
+        # Built from Python as well as from files: accept "0,1,2" here too.
+        self.seeds = check_type("seeds", self.seeds, list[int])
         if not self.seeds:
             raise FemlmError("give at least one seed")
-        if self.lrs is not None:
-            self.lrs = _as_list(self.lrs, float, "lrs must be numbers") or None
-
-
-def _as_list(value: Any, cast: type, message: str) -> list:
-    """A list from a config list or the command line's strings ("0 1 2" or "0,1,2")."""
-    items = [value] if isinstance(value, int | float | str) else list(value)
-    parts = [p for v in items for p in (v.split(",") if isinstance(v, str) else [v])]
-    try:
-        return [cast(p) for p in parts if p != ""]
-    except (TypeError, ValueError):
-        raise FemlmError(f"{message}, got {value!r}") from None
+        self.lrs = check_type("lrs", self.lrs, list[float]) or None
 
 
 def check_config(cfg: TrainConfig, world: int = 1) -> None:
@@ -206,86 +225,86 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
         )
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--flag`` per dataclass field, with its help; defaults stay unset
-    (None) so that only flags the user typed override the file."""
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        kind = _base_type(hints[f.name])
-        # argparse %-formats help strings, so a literal % in help text must be doubled
-        help_text = f"{f.metadata.get('help', '')} (default: {_default(f)})".replace("%", "%%")
-        if kind is bool:
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-        elif kind is list:
-            parser.add_argument(flag, nargs="+", default=None, help=help_text)
-        else:
-            parser.add_argument(flag, type=kind, default=None, help=help_text)
+# --- the other subcommands' options ------------------------------------------------
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
+@dataclass
+class MaskOptions:
+    """``femlm mask``: what each strategy masks in one text."""
+
+    text: str | None = _f(None, "text to mask (default: a built-in sample)", positional=True)
+    file: str | None = _f(None, "read the text from this UTF-8 file instead")
+    tokenizer: str | None = _f(None, "local tokenizer folder (default: a built-in word list)")
+    strategy: list[str] = _f(
+        [], "strategies to show (repeatable; default: all)", choices=STRATEGIES, repeatable=True
+    )
+    views: int | None = _f(None, "views per sequence (fully-explored: round(1/rate))")
+    rate: float | None = _f(None, "mask rate (default 0.15; fully-explored: 1/views)")
+    seed: int = _f(0, "mask seed")
 
 
-def load_config(cls: type, path: str | None = None, overrides: dict[str, Any] | None = None) -> Any:
-    """Defaults, then the YAML/JSON file at ``path``, then non-None ``overrides``."""
-    values: dict[str, Any] = {}
-    if path:
-        values.update(read_config_file(path))
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return from_dict(cls, values)
+@dataclass
+class FetchOptions:
+    """``femlm data fetch``: download (PyPI, Debian archive) and parse into JSONL."""
+
+    general: bool = _f(False, "general prose (Debian hosts)")
+    domain: bool = _f(False, "software documentation (Debian hosts)")
+    tasks: bool = _f(False, "labelled tasks")
+    pip_only: bool = _f(False, "only the PyPI sources (any OS)")
+    cache_dir: str | None = _f(None, "cache folder (default $FEMLM_CACHE or ~/.cache/femlm)")
 
 
-def from_dict(cls: type, values: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise FemlmError(f"unknown config key(s): {', '.join(unknown)}")
-    hints = _hints(cls)
-    checked = {k: _check_type(k, v, _base_type(hints[k])) for k, v in values.items()}
-    return cls(**checked)
+@dataclass
+class TokenizerOptions:
+    """``femlm tokenizer train``: a WordPiece tokenizer that AutoTokenizer loads."""
+
+    data: list[str] = _f([], "text, JSONL, Parquet files or saved datasets", required=True)
+    output: str = _f("", "folder to write the tokenizer to", required=True)
+    vocab_size: int = _f(DEFAULT_VOCAB_SIZE, "vocabulary size")
+    min_frequency: int = _f(2, "minimum pair frequency")
+    text_field: str = _f("text", "JSONL/Parquet text field")
+    cased: bool = _f(False, "keep case (default: lowercase)")
 
 
-def _check_type(key: str, value: Any, kind: Any) -> Any:
-    if value is None:
-        return None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is list and isinstance(value, str):
-        return [value]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise FemlmError(f"config key {key!r} should be {kind.__name__}, got {value!r}")
-    return value
+@dataclass
+class ExperimentOptions:
+    """``femlm experiment``: a grid of runs from a YAML file (resumable)."""
+
+    config: str = _f("", "experiment YAML (see configs/)", positional=True, required=True)
+    out_dir: str | None = _f(None, "experiment folder (default: the file's out_dir)")
+    report: bool = _f(True, "write report.md at the end")
+    variants: list[str] = _f(
+        [], "run only these variants (e.g. one per process, to split a grid between cores)"
+    )
+    seeds: list[int] = _f([], "run only these seeds")
 
 
-def read_config_file(path: str) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise FemlmError(f"config file not found: {path}")
-    try:
-        text = p.read_text(encoding="utf-8")
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
+@dataclass
+class ReportOptions:
+    """``femlm report``: report.md and plots for an experiment folder."""
 
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise FemlmError(f"cannot parse config {path}: {str(err).splitlines()[0]}") from None
-    except Exception as err:  # yaml.YAMLError has no common base with ValueError
-        raise FemlmError(f"cannot parse config {path}: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise FemlmError(f"config {path} must hold a mapping of keys to values")
-    return data
+    runs_dir: str = _f(
+        "", "experiment folder (holds <variant>/seed-<s>/ runs)", positional=True, required=True
+    )
+    out: str | None = _f(None, "where to write report.md and the plots (default: runs_dir)")
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+@dataclass
+class EvaluateOptions:
+    """``femlm evaluate``: re-score finished runs on their fixed eval positions."""
+
+    runs: list[str] = _f([], "run folders or experiment folders", positional=True, required=True)
+    mask_prob: float = _f(1.0, "share of eval positions shown as [MASK]")
+    random_prob: float = _f(0.0, "share of eval positions shown as a random token")
 
 
-def save_config(config: Any, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(config), indent=2) + "\n", encoding="utf-8")
+@dataclass
+class DemoOptions:
+    """``femlm demo``: the whole story on the embedded corpus."""
+
+    out_dir: str = _f("runs/demo", "demo folder")
+    cache_dir: str | None = _f(None, "data cache (default $FEMLM_CACHE or ~/.cache/femlm)")
+    seeds: list[int] = _f([0, 1], "pre-training seeds")
+    steps: int | None = _f(
+        None, "pre-training steps per run (default: the demo's calibrated budget)"
+    )

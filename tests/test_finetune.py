@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from femlm.config import add_arguments, load_config
 from femlm.errors import FemlmError
 from femlm.finetune.run import FinetuneConfig, finetune, format_table, macro_f1, seed_summary
 from femlm.finetune.tasks import label_order, read_task_file, split_rows, subsample
+from femlm.schema import add_arguments, load_config
 
 FILLER = "the a model token data train loss noise random small large word view step".split()
 

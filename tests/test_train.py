@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from femlm.cli import main
-from femlm.config import TrainConfig, check_config, load_config
+from femlm.config import TrainConfig, check_config
 from femlm.errors import FemlmError
+from femlm.schema import load_config
 from femlm.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, verify
 
 WORDS = (

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from femlm.config import TrainConfig, check_config, from_dict, load_config, read_config_file
+from femlm.config import TrainConfig, check_config
 from femlm.errors import FemlmError
 from femlm.files import cache_root, write_json
 from femlm.runs import ExperimentDir, RunDir
+from femlm.schema import from_dict, load_config, read_config_file
 from femlm.train.checkpoint import list_checkpoints
 
 log = logging.getLogger("femlm")

@@ -196,3 +196,14 @@ def render_views(
         )
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def read_text(path: str) -> str:
+    """The text of a UTF-8 file, or a one-line error naming what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise FemlmError(f"no such file: {path}") from None
+    except UnicodeDecodeError as err:
+        raise FemlmError(f"{path} is not UTF-8 text (byte {err.start})") from None

@@ -25,12 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from femlm.config import TrainConfig, check_config, load_config, save_config, to_dict
+from femlm.config import TrainConfig, check_config
 from femlm.errors import FemlmError
 from femlm.masking.collator import MaskingCollator
 from femlm.masking.keyed import mix_ints
 from femlm.model import build_model, count_parameters, mlm_loss_sum, quiet_transformers
 from femlm.runs import CONFIG_FILE, RunDir
+from femlm.schema import load_config, save_config, to_dict
 from femlm.train import checkpoint as ckpt
 from femlm.train import dist as distributed
 from femlm.train.evaluate import eval_batches_for, evaluate, unigram_loss

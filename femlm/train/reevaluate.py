@@ -29,10 +29,11 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Loss of ``run_dir/final`` on the run's fixed evaluation positions, inputs
     replaced as given; written to ``run_dir/eval-mask<m>-random<r>.json``."""
-    from femlm.config import TrainConfig, check_config, load_config
+    from femlm.config import TrainConfig, check_config
     from femlm.data.blocks import build_blocks
     from femlm.data.tokenizer import load_tokenizer
     from femlm.model import build_model, pick_device
+    from femlm.schema import load_config
     from femlm.train.dist import Dist
     from femlm.train.evaluate import eval_batches_for, evaluate
 
