@@ -23,7 +23,9 @@ def _add_mask(sub: argparse._SubParsersAction) -> None:
         "--strategy", action="append", choices=STRATEGIES, help="repeatable; default all"
     )
     p.add_argument("--views", type=int, help="views per sequence (fully-explored: round(1/rate))")
-    p.add_argument("--rate", type=float, default=0.15, help="mask rate (default 0.15)")
+    p.add_argument(
+        "--rate", type=float, help="mask rate (default 0.15; fully-explored: 1/views with --views)"
+    )
     p.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
     p.set_defaults(run=_run_mask)
 
