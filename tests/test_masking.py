@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from femlm.masking.keyed import KeyedGenerator, mix_ints
+from femlm.masking.keyed import KeyedGenerator, mix_ints, uniform
 from femlm.masking.samplers import (
     FULLY_EXPLORED,
     SPAN_MAX,
@@ -111,6 +111,40 @@ def test_span_count_reaches_the_budget_and_overshoots_by_less_than_a_span(batch,
     k = budget(maskable, rate)
     counts = m.sum(-1)
     assert (counts >= k).all() and (counts < k + SPAN_MAX).all()
+
+
+def _fe_span_segments(ids, maskable, word_ids, seed, keyed):
+    """The tiling fully-explored-span draws first from a fresh generator of the same seed."""
+    noise = uniform(_gen(seed, keyed, len(ids)), maskable.shape, batch_dim=0)
+    return _tile_spans(unit_ids(maskable, word_ids), noise)
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches(max_len=80), st.integers(2, 10), st.booleans(), st.booleans())
+def test_fully_explored_span_groups_stay_within_one_span_of_n_over_k(batch, views, keyed, words):
+    ids, maskable, word_ids, seed = batch
+    word_ids = word_ids if words else None
+    m = sample_masks(
+        ids, maskable, "fully-explored-span", views, None, _gen(seed, keyed, len(ids)), word_ids
+    )
+    segments = _fe_span_segments(ids, maskable, word_ids, seed, keyed)
+    sizes = m.sum(-1)  # [views, batch]
+    for b in range(len(ids)):
+        n = int(maskable[b].sum())
+        longest = int(torch.bincount(segments[b][maskable[b]]).max()) if n else 0
+        assert (sizes[:, b] - n / views).abs().max() <= longest
+        if n >= views:
+            assert (sizes[:, b] > 0).all(), f"an empty view: {sizes[:, b].tolist()}"
+
+
+def test_fully_explored_span_with_18_tokens_and_7_views_never_leaves_a_view_empty():
+    # The audit's case: one draw gave view sizes [3, 4, 0, 4, 2, 0, 5].
+    maskable = torch.ones(500, 20, dtype=torch.bool)
+    maskable[:, 0] = maskable[:, -1] = False
+    gen = KeyedGenerator(mix_ints(0, 0, torch.arange(500)))
+    m = sample_masks(maskable.long(), maskable, "fully-explored-span", 7, None, gen)
+    assert (m.sum(-1) > 0).all()
+    assert torch.equal(m.sum(0), maskable.long())
 
 
 def test_keyed_masks_do_not_depend_on_padding_or_batch_neighbours():
