@@ -91,7 +91,7 @@ def sample_masks(
         rank = _rank(_random_order(generator, maskable, batch_dim=0))
         return _split_into_views(rank, maskable, views)
     if strategy == "fully-explored-contiguous":
-        return _split_into_views(maskable.long().cumsum(-1) - 1, maskable, views)
+        return _contiguous_views(maskable, views, generator)
     units = unit_ids(maskable, word_ids)
     if strategy == "whole-word":
         segments = units.unsqueeze(0).expand(views, -1, -1)
@@ -233,6 +233,24 @@ def _split_into_views(rank: Tensor, maskable: Tensor, views: int) -> Tensor:
     """
     n = maskable.sum(-1, keepdim=True).clamp(min=1)
     return _one_hot_views(rank.clamp(min=0) * views // n, maskable, views)
+
+
+def _contiguous_views(maskable: Tensor, views: int, generator: Generator) -> Tensor:
+    """K contiguous blocks of the maskable positions, rotated and shuffled per row.
+
+    The blocks of :func:`_split_into_views` over position order, with the
+    ranks rotated by an offset uniform on ``0..n-1`` (so the last block may
+    wrap round to the row's start) and the blocks given to the views in a
+    random order. Without both, every epoch and seed would mask the same
+    blocks in the same view. ``maskable``: ``[batch, length]``.
+    """
+    b = maskable.shape[0]
+    n = maskable.sum(-1, keepdim=True).clamp(min=1)
+    offset = (uniform(generator, (b,), batch_dim=0) * n.squeeze(-1)).long().unsqueeze(-1)
+    rank = (maskable.long().cumsum(-1) - 1 + offset) % n
+    block = rank * views // n
+    shuffle = _random_order(generator, maskable.new_ones(b, views), batch_dim=0)
+    return _one_hot_views(shuffle.gather(-1, block), maskable, views)
 
 
 def _one_hot_views(group: Tensor, maskable: Tensor, views: int) -> Tensor:
