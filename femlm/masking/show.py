@@ -178,7 +178,10 @@ def render_views(
     enc = tokenizer(text, return_special_tokens_mask=True, truncation=True, max_length=512)
     ids = torch.tensor([enc["input_ids"]])
     maskable = torch.tensor([enc["special_tokens_mask"]]) == 0
-    word_ids = torch.tensor([[-1 if w is None else w for w in enc.word_ids()]])
+    from femlm.data.words import WordStarts
+
+    # The words pre-training stores with its blocks, so the views shown are the trained ones.
+    word_ids = torch.from_numpy(WordStarts.of(tokenizer).word_ids(ids.numpy())).long()
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
     blocks = []
     for strategy in strategies:
