@@ -178,11 +178,16 @@ class FinetuneConfig:
     lr: float = _f(1e-3, "peak learning rate (tiny models need ~1e-3; see docs/finetune.md)")
     lrs: list[float] | None = _f(
         None,
-        "learning rates to try on the first seed; the best by dev accuracy is then used for "
+        "learning rates to try on the first seed; the best by the dev metric is then used for "
         "every seed (replaces lr)",
     )
+    metric: str = _f(
+        "accuracy",
+        "dev score that chooses the learning rate and the early-stopping epoch: accuracy or "
+        "macro_f1 (the paper's tasks report macro-F1)",
+    )
     epochs: int = _f(10, "maximum epochs (tiny models were still improving at 3-10)")
-    patience: int = _f(3, "stop after this many epochs without better dev accuracy (0: never)")
+    patience: int = _f(3, "stop after this many epochs without a better dev score (0: never)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     dropout: float | None = _f(None, "override the model's dropout rates (default: its own)")
     warmup_ratio: float = _f(0.1, "share of the maximum steps spent warming up")

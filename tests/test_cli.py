@@ -28,7 +28,7 @@ def test_mask_respects_views(capsys):
     ("argv", "message"),
     [
         (["mask", "text", "--rate", "1.5"], "rate"),
-        (["mask", "text", "--strategy", "fully-explored", "--views", "4", "--rate", "0.15"], None),
+        (["mask", "text", "--strategy", "fully-explored", "--views", "4"], None),
         (["mask", "   "], "empty"),
         (["mask", "--file", "/nonexistent/file.txt"], "no such file"),
         (["mask", "text", "--tokenizer", "/nonexistent/tok"], "cannot load a tokenizer"),
@@ -37,11 +37,24 @@ def test_mask_respects_views(capsys):
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     code = main(argv)
     err = capsys.readouterr().err
-    if message is None:  # --views wins over the default rate for the fully-explored family
+    if message is None:  # --views alone sets the fully-explored family's rate
         assert code == 0
         return
     assert code == 2
     assert err.startswith("femlm: error:") and err.count("\n") == 1 and message in err
+
+
+def test_mask_rejects_a_views_rate_pair_as_pretrain_does(capsys):
+    from femlm.config import TrainConfig, check_config
+    from femlm.errors import FemlmError
+
+    with pytest.raises(FemlmError) as pretrain_error:
+        check_config(TrainConfig(data=["x"], strategy="fully-explored", views=4, rate=0.3))
+    assert main(["mask", "text", "--views", "4", "--rate", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"femlm: error: {pretrain_error.value}\n"
+    # Independent-view strategies take any pair, so the rule alone decides.
+    assert main(["mask", "text", "--strategy", "random", "--views", "4", "--rate", "0.3"]) == 0
 
 
 def test_non_utf8_file(tmp_path, capsys):

@@ -210,6 +210,73 @@ def test_learning_rate_is_chosen_on_dev_of_the_first_seed(model_dir, tmp_path):
     assert "chosen on seed 0's dev accuracy" in format_table(result)
 
 
+def _scripted_predict(monkeypatch, script):
+    """Replace the model's predictions, call by call: "majority" (every example the
+    most common label), "mixed" (gold, but three majority examples called minority)
+    or "gold"."""
+    import femlm.finetune.run as run
+
+    calls = iter(script)
+
+    def fake(model, data, pad_id, device):
+        gold = [y for _, y in data]
+        majority = Counter(gold).most_common(1)[0][0]
+        kind = next(calls)
+        if kind == "majority":
+            return [majority] * len(gold)
+        pred = list(gold)
+        if kind == "mixed":
+            flip = [i for i, y in enumerate(gold) if y == majority][:3]
+            for i in flip:
+                pred[i] = 1 - majority
+        return pred
+
+    monkeypatch.setattr(run, "predict", fake)
+
+
+def _imbalanced(tmp_path):
+    rows = [dict(r, label="yes" if i % 10 == 0 else "no") for i, r in enumerate(_rows())]
+    return _write_jsonl(tmp_path / "imbalanced.jsonl", rows)
+
+
+@pytest.mark.parametrize(("metric", "epoch"), [("accuracy", 1), ("macro_f1", 2)])
+def test_early_stopping_follows_the_chosen_dev_metric(
+    model_dir, tmp_path, monkeypatch, metric, epoch
+):
+    # Calling everything the majority label wins on accuracy and loses on macro-F1.
+    _scripted_predict(monkeypatch, ["majority", "mixed", "gold"])
+    task = _imbalanced(tmp_path)
+    result = finetune(_cfg(model_dir, task, epochs=2, metric=metric, out=str(tmp_path / "r.json")))
+    run = result["runs"][0]
+    assert result["metric"] == metric and run["best_epoch"] == epoch
+    assert run["dev_accuracy"] > 0.8 if epoch == 1 else run["dev_macro_f1"] > 0.6
+    assert run["test_accuracy"] == run["test_macro_f1"] == 1.0
+    assert json.loads((tmp_path / "r.json").read_text())["metric"] == metric
+    assert f"dev metric {metric}" in format_table(result)
+
+
+@pytest.mark.parametrize(("metric", "lr"), [("accuracy", 1e-3), ("macro_f1", 2e-3)])
+def test_learning_rate_is_chosen_on_the_dev_metric(model_dir, tmp_path, monkeypatch, metric, lr):
+    _scripted_predict(monkeypatch, ["majority", "gold", "mixed", "gold"])
+    task = _imbalanced(tmp_path)
+    cfg = _cfg(
+        model_dir, task, epochs=1, lrs=[1e-3, 2e-3], metric=metric, out=str(tmp_path / "r.json")
+    )
+    result = finetune(cfg)
+    assert result["lr"] == lr
+    first, second = result["lr_search"]
+    assert first["dev_accuracy"] > second["dev_accuracy"]
+    assert first["dev_macro_f1"] < second["dev_macro_f1"]
+    name = "accuracy" if metric == "accuracy" else "macro-F1"
+    assert f"chosen on seed 0's dev {name}" in format_table(result)
+
+
+def test_an_unknown_metric_is_a_one_line_error(model_dir, tmp_path):
+    task = _write_jsonl(tmp_path / "task.jsonl", _rows(40))
+    with pytest.raises(FemlmError, match="metric must be one of accuracy, macro_f1"):
+        finetune(_cfg(model_dir, task, metric="f1"))
+
+
 def test_learning_rate_grid_from_the_command_line(model_dir):
     parser = argparse.ArgumentParser()
     add_arguments(parser, FinetuneConfig)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from femlm.masking.keyed import KeyedGenerator, mix_ints
+from femlm.masking.keyed import KeyedGenerator, mix_ints, uniform
 from femlm.masking.samplers import (
     FULLY_EXPLORED,
     SPAN_MAX,
@@ -56,15 +56,42 @@ def test_fully_explored_views_partition_the_maskable_set(batch, views, strategy,
 
 
 @settings(max_examples=60, deadline=None)
-@given(batches(), st.integers(2, 8))
-def test_contiguous_views_are_blocks_in_position_order(batch, views):
+@given(batches(), st.integers(2, 8), st.booleans())
+def test_contiguous_views_are_blocks_up_to_a_rotation(batch, views, keyed):
+    # Blocks are contiguous in position order once rotated: along the row read
+    # as a circle, the view changes exactly once per block boundary.
     ids, maskable, _, seed = batch
-    m = sample_masks(ids, maskable, "fully-explored-contiguous", views, None, _gen(seed, False, 1))
+    gen = _gen(seed, keyed, len(ids))
+    m = sample_masks(ids, maskable, "fully-explored-contiguous", views, None, gen)
     order = torch.arange(views).view(views, 1, 1).expand_as(m)
     view_of_pos = torch.where(m, order, 0).sum(0)
     for row, keep in zip(view_of_pos, maskable, strict=True):
         seq = row[keep]
-        assert torch.all(seq[1:] >= seq[:-1]), "view index never decreases along the sequence"
+        changes = int((seq != seq.roll(1)).sum())
+        blocks = len(seq.unique())
+        assert changes == (blocks if blocks > 1 else 0), seq.tolist()
+
+
+def _contiguous_layout(seed, epoch, index, views=4, length=30):
+    maskable = torch.ones(1, length, dtype=torch.bool)
+    maskable[0, 0] = maskable[0, -1] = False
+    gen = KeyedGenerator(mix_ints(seed, epoch, torch.tensor([index])))
+    m = sample_masks(maskable.long(), maskable, "fully-explored-contiguous", views, None, gen)
+    return tuple((m[:, 0].long() * torch.arange(1, views + 1)[:, None]).sum(0).tolist())
+
+
+def test_contiguous_layout_is_random_per_seed_epoch_and_example():
+    base = _contiguous_layout(0, 0, 0)
+    assert _contiguous_layout(0, 0, 0) == base, "same key, same layout"
+    others = [_contiguous_layout(s, e, i) for s, e, i in [(1, 0, 0), (0, 1, 0), (0, 0, 1)]]
+    assert all(layout != base for layout in others), "seed, epoch and example each change it"
+    layouts = {_contiguous_layout(0, e, 0) for e in range(40)}
+    assert len(layouts) > 30, "offsets and view orders vary over epochs"
+    # Every block boundary is possible: which maskable positions start a block.
+    starts = set()
+    for layout in layouts:
+        starts |= {i for i in range(2, 29) if layout[i] != layout[i - 1]}
+    assert len(starts) > 20
 
 
 @settings(max_examples=100, deadline=None)
@@ -111,6 +138,40 @@ def test_span_count_reaches_the_budget_and_overshoots_by_less_than_a_span(batch,
     k = budget(maskable, rate)
     counts = m.sum(-1)
     assert (counts >= k).all() and (counts < k + SPAN_MAX).all()
+
+
+def _fe_span_segments(ids, maskable, word_ids, seed, keyed):
+    """The tiling fully-explored-span draws first from a fresh generator of the same seed."""
+    noise = uniform(_gen(seed, keyed, len(ids)), maskable.shape, batch_dim=0)
+    return _tile_spans(unit_ids(maskable, word_ids), noise)
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches(max_len=80), st.integers(2, 10), st.booleans(), st.booleans())
+def test_fully_explored_span_groups_stay_within_one_span_of_n_over_k(batch, views, keyed, words):
+    ids, maskable, word_ids, seed = batch
+    word_ids = word_ids if words else None
+    m = sample_masks(
+        ids, maskable, "fully-explored-span", views, None, _gen(seed, keyed, len(ids)), word_ids
+    )
+    segments = _fe_span_segments(ids, maskable, word_ids, seed, keyed)
+    sizes = m.sum(-1)  # [views, batch]
+    for b in range(len(ids)):
+        n = int(maskable[b].sum())
+        longest = int(torch.bincount(segments[b][maskable[b]]).max()) if n else 0
+        assert (sizes[:, b] - n / views).abs().max() <= longest
+        if n >= views:
+            assert (sizes[:, b] > 0).all(), f"an empty view: {sizes[:, b].tolist()}"
+
+
+def test_fully_explored_span_with_18_tokens_and_7_views_never_leaves_a_view_empty():
+    # The audit's case: one draw gave view sizes [3, 4, 0, 4, 2, 0, 5].
+    maskable = torch.ones(500, 20, dtype=torch.bool)
+    maskable[:, 0] = maskable[:, -1] = False
+    gen = KeyedGenerator(mix_ints(0, 0, torch.arange(500)))
+    m = sample_masks(maskable.long(), maskable, "fully-explored-span", 7, None, gen)
+    assert (m.sum(-1) > 0).all()
+    assert torch.equal(m.sum(0), maskable.long())
 
 
 def test_keyed_masks_do_not_depend_on_padding_or_batch_neighbours():

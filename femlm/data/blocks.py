@@ -36,13 +36,16 @@ from femlm.data.readers import (
     progress_bar,
     resolve_inputs,
 )
+from femlm.data.words import WordStarts
 from femlm.errors import FemlmError
 from femlm.files import cache_root, sha256_file
 
 log = logging.getLogger("femlm")
 
 # Bump when packing or the stored layout changes, so old caches are not trusted.
-BLOCKS_VERSION = 1
+# 2: a word_ids column.
+BLOCKS_VERSION = 2
+_CHUNK = 1024  # rows per vectorised word-id computation
 
 
 def build_blocks(
@@ -59,14 +62,16 @@ def build_blocks(
     """Tokenised, packed blocks as ``DatasetDict(train=..., validation=...)``, cached.
 
     Columns: ``input_ids`` (int32, exactly ``max_length``, ``[CLS]`` first and
-    ``[SEP]`` last) and ``example_index`` (0..n-1 per split, the key the
-    collator draws masks from). Documents go to validation when a hash of
+    ``[SEP]`` last), ``word_ids`` (int32, the word of each token along the
+    row, -1 at special tokens; see :mod:`femlm.data.words`) and
+    ``example_index`` (0..n-1 per split, the key the collator draws masks from). Documents go to validation when a hash of
     (seed, text) falls below ``validation_fraction``, so no document is in
     both splits and the split does not depend on file order or batch size.
     """
     _check_settings(max_length, validation_fraction, on_bad_utf8)
     sources = resolve_inputs(paths)
     backend, cls_id, sep_id = fast_backend(tokenizer)
+    words = WordStarts.of(tokenizer)
     settings = {"max_length": max_length, "text_field": text_field, "seed": seed}
     settings |= {"validation_fraction": validation_fraction, "cls": cls_id, "sep": sep_id}
     key = cache_key(sources, backend.to_str(), settings)
@@ -86,7 +91,8 @@ def build_blocks(
         )
         stats = packing_stats(packers, counts, max_length)
         rows = block_ranges(packers, validation_fraction, max_length)
-        _write_dataset(rows, max_length, key, work, stats)
+        stats["words"] = words.scheme
+        _write_dataset(rows, max_length, key, work, stats, words)
         _publish(work / "blocks", final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -152,20 +158,32 @@ def _load_cached(final: pathlib.Path) -> Any | None:
         return None
 
 
-def _rows(path: str, length: int, start: int, stop: int) -> Iterator[dict]:
+def _rows(path: str, length: int, start: int, stop: int, words: WordStarts) -> Iterator[dict]:
     blocks = np.memmap(path, dtype=np.int32, mode="r", shape=(stop, length))
-    for i in range(start, stop):
-        yield {"input_ids": blocks[i].tolist(), "example_index": i - start}
+    for first in range(start, stop, _CHUNK):
+        chunk = np.asarray(blocks[first : min(first + _CHUNK, stop)])
+        for i, (ids, word_ids) in enumerate(zip(chunk, words.word_ids(chunk), strict=True)):
+            yield {
+                "input_ids": ids.tolist(),
+                "word_ids": word_ids.tolist(),
+                "example_index": first + i - start,
+            }
 
 
 def _write_dataset(
-    rows: dict[str, tuple], max_length: int, key: str, work: pathlib.Path, stats: dict
+    rows: dict[str, tuple],
+    max_length: int,
+    key: str,
+    work: pathlib.Path,
+    stats: dict,
+    words: WordStarts,
 ) -> None:
     import datasets
 
     features = datasets.Features(
         {
             "input_ids": datasets.List(datasets.Value("int32")),
+            "word_ids": datasets.List(datasets.Value("int32")),
             "example_index": datasets.Value("int64"),
         }
     )
@@ -174,10 +192,11 @@ def _write_dataset(
         for name, (path, start, stop) in rows.items():
             if stop == start:
                 splits[name] = datasets.Dataset.from_dict(
-                    {"input_ids": [], "example_index": []}, features=features
+                    {"input_ids": [], "word_ids": [], "example_index": []}, features=features
                 )
                 continue
             kwargs = {"path": str(path), "length": max_length, "start": start, "stop": stop}
+            kwargs["words"] = words
             splits[name] = datasets.Dataset.from_generator(
                 _rows,
                 features=features,

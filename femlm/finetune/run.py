@@ -1,7 +1,8 @@
 """Downstream fine-tuning: does a pre-trained encoder classify text better?
 
 ``finetune`` trains a sequence classifier on top of a masked-LM checkpoint for
-several seeds, stops each run early on dev accuracy, and reports test accuracy
+several seeds, stops each run early on a dev metric (accuracy or macro-F1,
+which also chooses the learning rate), and reports test accuracy
 and macro-F1 with their mean and spread over seeds. Pre-training strategies
 are compared on these numbers, so everything that is not the seed is fixed:
 the split, the label ids, the training subsample and the batch order of a seed.
@@ -54,6 +55,14 @@ def macro_f1(gold: list[int], pred: list[int]) -> float:
         fn = sum(g == c and p != c for g, p in zip(gold, pred, strict=True))
         scores.append(2 * tp / (2 * tp + fp + fn))
     return sum(scores) / max(1, len(scores))
+
+
+METRICS = ("accuracy", "macro_f1")
+
+
+def dev_scores(gold: list[int], pred: list[int]) -> dict[str, float]:
+    """Every metric ``FinetuneConfig.metric`` can name, keyed by that name."""
+    return {"accuracy": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred)}
 
 
 def seed_summary(values: list[float]) -> dict[str, float | None]:
@@ -170,26 +179,27 @@ def _run_seed(cfg: FinetuneConfig, seed: int, data: dict, labels: list, tokenize
     per_epoch = math.ceil(len(train) / bs)
     optimizer, scheduler = _optimizer(model, cfg, per_epoch * cfg.epochs)
     order = torch.Generator().manual_seed(seed)  # batch order, apart from the global RNG
-    best, best_acc, best_epoch, stale = {}, -1.0, 0, 0
+    best, best_dev, best_epoch, stale = {}, {cfg.metric: -1.0}, 0, 0
     with _progress(cfg, per_epoch * cfg.epochs, seed) as bar:
         for epoch in range(1, cfg.epochs + 1):
             perm = torch.randperm(len(train), generator=order).tolist()
             chunks = [perm[k : k + bs] for k in range(0, len(perm), bs)]
             batches = (_collate([train[i] for i in c], pad, device) for c in chunks)
             _train_epoch(model, batches, optimizer, scheduler, bar)
-            dev_acc = accuracy(
-                [y for _, y in data["dev"]], predict(model, data["dev"], pad, device)
-            )
-            log.debug("seed %d epoch %d: dev accuracy %.4f", seed, epoch, dev_acc)
-            if dev_acc > best_acc:  # a tie keeps the earlier, less-trained state
+            dev = dev_scores([y for _, y in data["dev"]], predict(model, data["dev"], pad, device))
+            log.debug("seed %d epoch %d: dev %s", seed, epoch, dev)
+            if (
+                dev[cfg.metric] > best_dev[cfg.metric]
+            ):  # a tie keeps the earlier, less-trained state
                 best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best_acc, best_epoch, stale = dev_acc, epoch, 0
+                best_dev, best_epoch, stale = dev, epoch, 0
             elif cfg.patience and (stale := stale + 1) >= cfg.patience:
                 break
     model.load_state_dict(best)
     gold, pred = [y for _, y in data["test"]], predict(model, data["test"], pad, device)
     return {
-        "seed": seed, "best_epoch": best_epoch, "epochs_run": epoch, "dev_accuracy": best_acc,
+        "seed": seed, "best_epoch": best_epoch, "epochs_run": epoch,
+        "dev_accuracy": best_dev["accuracy"], "dev_macro_f1": best_dev["macro_f1"],
         "test_accuracy": accuracy(gold, pred), "test_macro_f1": macro_f1(gold, pred),
         "seconds": round(time.perf_counter() - start, 2),
     }  # fmt: skip
@@ -225,6 +235,8 @@ def _check(cfg: FinetuneConfig) -> None:
             raise FemlmError(f"{name} must be at least 1")
     if cfg.max_train_examples is not None and cfg.max_train_examples < 2:
         raise FemlmError("max_train_examples must be at least 2")
+    if cfg.metric not in METRICS:
+        raise FemlmError(f"metric must be one of {', '.join(METRICS)}, got {cfg.metric!r}")
     if not 0 <= cfg.warmup_ratio < 1 or cfg.patience < 0 or min([cfg.lr, *(cfg.lrs or [])]) <= 0:
         raise FemlmError("need 0 <= warmup_ratio < 1, learning rates > 0 and patience >= 0")
 
@@ -255,7 +267,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     result = {
         "task": cfg.task, "model": cfg.model, "labels": labels, "split": how,
         "splits": {s: len(rows) for s, rows in splits.items()},
-        "lr": cfg.lr, "lr_search": search, "runs": runs,
+        "metric": cfg.metric, "lr": cfg.lr, "lr_search": search, "runs": runs,
         "test_accuracy": seed_summary([r["test_accuracy"] for r in runs]),
         "test_macro_f1": seed_summary([r["test_macro_f1"] for r in runs]),
         "config": asdict(cfg),
@@ -269,42 +281,49 @@ def finetune(cfg: FinetuneConfig) -> dict:
 def _search_lr(cfg: FinetuneConfig, data: dict, labels: list, tokenizer: Any) -> tuple:
     """Run the first seed once per candidate learning rate; keep the best on dev.
 
-    Returns ``(chosen lr, its first-seed run, [{lr, dev_accuracy}, ...])``. Test
-    scores of the losing candidates are never looked at, so the choice cannot
-    leak test information. Ties keep the earlier candidate.
+    Returns ``(chosen lr, its first-seed run, [{lr, dev_accuracy, dev_macro_f1}, ...])``,
+    the choice made on ``cfg.metric``. Test scores of the losing candidates are
+    never looked at, so the choice cannot leak test information. Ties keep the
+    earlier candidate.
     """
-    first = cfg.seeds[0]
+    first, key = cfg.seeds[0], f"dev_{cfg.metric}"
     if not cfg.lrs:
         return cfg.lr, _run_seed(cfg, first, data, labels, tokenizer), []
     tried = []
     for lr in cfg.lrs:
         tried.append(_run_seed(replace(cfg, lr=lr), first, data, labels, tokenizer))
-        log.info("lr %.0e: dev accuracy %.4f (seed %d)", lr, tried[-1]["dev_accuracy"], first)
-    best = max(range(len(tried)), key=lambda i: (tried[i]["dev_accuracy"], -i))
+        log.info("lr %.0e: %s %.4f (seed %d)", lr, key.replace("_", " "), tried[-1][key], first)
+    best = max(range(len(tried)), key=lambda i: (tried[i][key], -i))
     search = [
-        {"lr": lr, "dev_accuracy": r["dev_accuracy"]} for lr, r in zip(cfg.lrs, tried, strict=True)
+        {"lr": lr, "dev_accuracy": r["dev_accuracy"], "dev_macro_f1": r["dev_macro_f1"]}
+        for lr, r in zip(cfg.lrs, tried, strict=True)
     ]
     return cfg.lrs[best], tried[best], search
 
 
 def format_table(result: dict) -> str:
     """A short plain-text table of the per-seed scores and their mean +- std."""
-    s = result["splits"]
+    s, metric = result["splits"], result.get("metric", "accuracy")
     lines = [
         f"{result['task']}: {len(result['labels'])} labels, train {s['train']} / dev {s['dev']}"
-        f" / test {s['test']}; model {result['model']}",
-        f"{'seed':>6} {'epoch':>5} {'dev acc':>8} {'test acc':>8} {'test F1':>8} {'seconds':>8}",
+        f" / test {s['test']}; model {result['model']}; dev metric {metric}",
+        f"{'seed':>6} {'epoch':>5} {'dev acc':>8} {'dev F1':>8} {'test acc':>8} {'test F1':>8}"
+        f" {'seconds':>8}",
     ]
     for r in result["runs"]:
+        dev_f1 = r.get("dev_macro_f1")  # absent from results written before the metric setting
         lines.append(
             f"{r['seed']:>6} {r['best_epoch']:>5} {r['dev_accuracy']:>8.4f} "
+            f"{'n/a' if dev_f1 is None else f'{dev_f1:.4f}':>8} "
             f"{r['test_accuracy']:>8.4f} {r['test_macro_f1']:>8.4f} {r['seconds']:>8.1f}"
         )
     acc, f1 = result["test_accuracy"], result["test_macro_f1"]
     if result.get("lr_search"):
-        tried = ", ".join(f"{t['lr']:.0e}: {t['dev_accuracy']:.4f}" for t in result["lr_search"])
+        key = f"dev_{metric}"
+        tried = ", ".join(f"{t['lr']:.0e}: {t[key]:.4f}" for t in result["lr_search"])
+        name = "accuracy" if metric == "accuracy" else "macro-F1"
         lines.append(
-            f"lr {result['lr']:.0e} chosen on seed {result['runs'][0]['seed']}'s dev accuracy ({tried})"
+            f"lr {result['lr']:.0e} chosen on seed {result['runs'][0]['seed']}'s dev {name} ({tried})"
         )
     lines.append(f"test accuracy {_pm(acc)}, macro-F1 {_pm(f1)} over {len(result['runs'])} seed(s)")
     if "out" in result:

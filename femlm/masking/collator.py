@@ -4,6 +4,12 @@
 of every sequence as adjacent rows (row = sequence * views + view), so all views
 of a sequence land in the same batch and therefore the same optimizer step.
 
+Word-level strategies (``whole-word``, ``span``, ``fully-explored-span``) read
+each feature's ``word_ids`` when it has them (femlm's packed blocks store
+them); otherwise the collator derives them from the token ids with the
+tokenizer's word markers (:mod:`femlm.data.words`), so whole-word masking works
+on any tokenised dataset.
+
 Masks are a pure function of (seed, epoch, example key, view). The example key
 is the feature's ``example_index`` field when present (the name is set by
 ``index_key``); otherwise a hash of the sequence's token ids, so identical
@@ -26,7 +32,7 @@ from torch import Tensor
 
 from femlm.masking.keyed import KeyedGenerator, mix, mix_ints
 from femlm.masking.samplers import apply_replacement, sample_masks
-from femlm.masking.strategies import resolve_views_rate
+from femlm.masking.strategies import WORD_LEVEL, resolve_views_rate
 
 # Distinct streams so the mask draws and replacement draws never coincide.
 _MASK_STREAM = 1
@@ -84,6 +90,7 @@ class MaskingCollator:
         self.mask_id = tokenizer.mask_token_id
         self.vocab_size = len(tokenizer)
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        self._words: Any = None  # the tokenizer's word tables, built on first need
 
     def set_epoch(self, epoch: int) -> None:
         """Key the next batches' masks on ``epoch``."""
@@ -144,7 +151,7 @@ class MaskingCollator:
             self.views,
             self.rate,
             KeyedGenerator(mix(keys + _MASK_STREAM)),
-            word_ids=batch.get("word_ids"),
+            word_ids=self.word_ids(batch),
         )
         b, length = ids.shape
         v = self.views
@@ -171,6 +178,19 @@ class MaskingCollator:
             out["sequence_index"] = torch.arange(b).repeat_interleave(v)
             out["view_index"] = torch.arange(v).repeat(b)
         return out
+
+    def word_ids(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """``[batch, length]`` word ids: the features' own, or derived from the ids
+        for word-level strategies (None for the others, which ignore them)."""
+        if "word_ids" in batch:
+            return batch["word_ids"]
+        if self.strategy not in WORD_LEVEL:
+            return None
+        if self._words is None:
+            from femlm.data.words import WordStarts
+
+            self._words = WordStarts.of(self.tokenizer)
+        return torch.from_numpy(self._words.word_ids(batch["input_ids"].numpy())).long()
 
 
 def content_hash(ids: Tensor, lengths: Tensor) -> Tensor:

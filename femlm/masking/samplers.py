@@ -91,7 +91,7 @@ def sample_masks(
         rank = _rank(_random_order(generator, maskable, batch_dim=0))
         return _split_into_views(rank, maskable, views)
     if strategy == "fully-explored-contiguous":
-        return _split_into_views(maskable.long().cumsum(-1) - 1, maskable, views)
+        return _contiguous_views(maskable, views, generator)
     units = unit_ids(maskable, word_ids)
     if strategy == "whole-word":
         segments = units.unsqueeze(0).expand(views, -1, -1)
@@ -169,21 +169,48 @@ def _choose_segments(segments: Tensor, maskable: Tensor, k: Tensor, generator: G
 def _deal_segments(segments: Tensor, maskable: Tensor, views: int, generator: Generator) -> Tensor:
     """Partition segments into ``views`` groups of near-equal token counts.
 
-    Segments are put in a random order and each goes to group
-    ``floor(midpoint * views / n)``, its midpoint being measured in the running
-    token count; a group's size is then within one segment of ``n / views``.
-    ``segments``: ``[batch, length]``.
+    Segments are laid end to end in a random order and the row is cut into
+    ``views`` groups there (see :func:`_cuts`): a group's size is within one
+    segment of ``n / views`` and, when ``n >= views``, never 0. A segment is
+    split only where a cut has to fall inside it. ``segments``: ``[batch, length]``.
     """
     sizes = _segment_sizes(segments)
     order = _random_order(generator, sizes > 0, batch_dim=0)
     sorted_sizes = sizes.gather(-1, order)
-    # A segment goes to the group that holds its midpoint in the running count.
-    midpoint2 = 2 * sorted_sizes.cumsum(-1) - sorted_sizes
-    n = maskable.sum(-1, keepdim=True).clamp(min=1)
-    group_sorted = (midpoint2 * views // (2 * n)).clamp(max=views - 1)
-    group = torch.empty_like(group_sorted).scatter_(-1, order, group_sorted)
-    pos_group = group.gather(-1, segments.clamp(min=0))
-    return _one_hot_views(pos_group, maskable, views)
+    ends = sorted_sizes.cumsum(-1)  # running token count at the end of each dealt segment
+    cuts = _cuts(ends, maskable.sum(-1), views)
+    # A token's place in the dealt order: where its segment starts, plus its place inside it.
+    start = torch.empty_like(ends).scatter_(-1, order, ends - sorted_sizes)
+    seg = segments.clamp(min=0)
+    first = (sizes.cumsum(-1) - sizes).gather(-1, seg)  # segments are runs of maskable ranks
+    rank = start.gather(-1, seg) + maskable.long().cumsum(-1) - 1 - first
+    group = torch.searchsorted(cuts, rank.contiguous(), right=True)
+    return _one_hot_views(group, maskable, views)
+
+
+def _cuts(ends: Tensor, n: Tensor, views: int) -> Tensor:
+    """Where groups end in the dealt order: ``[batch, views - 1]``, nondecreasing.
+
+    Cut k goes to the segment end nearest ``k * n / views`` (ties to the lower
+    one), which moves it by at most half a segment. Nearest ends can coincide
+    when segments are long next to ``n / views`` and would leave a group empty,
+    so each cut is then pushed to just past the previous one, inside a segment,
+    keeping room for one token in each later group.
+    """
+    scaled = (ends * views).contiguous()  # compare in integers: ends * K against k * n
+    last = ends.shape[-1] - 1
+    cuts, prev = [], torch.zeros_like(n)
+    for k in range(1, views):
+        target = (k * n).unsqueeze(-1)
+        i = torch.searchsorted(scaled, target).clamp(max=last)
+        above = ends.gather(-1, i).squeeze(-1)
+        below = torch.where(i > 0, ends.gather(-1, (i - 1).clamp(min=0)), 0).squeeze(-1)
+        lower = (k * n - below * views) <= (above * views - k * n)
+        cut = torch.where(lower, below, above)
+        cut = torch.minimum(cut, n - (views - k)).maximum(prev + 1).minimum(n)
+        cuts.append(cut)
+        prev = cut
+    return torch.stack(cuts, -1)
 
 
 def _segment_sizes(segments: Tensor) -> Tensor:
@@ -206,6 +233,24 @@ def _split_into_views(rank: Tensor, maskable: Tensor, views: int) -> Tensor:
     """
     n = maskable.sum(-1, keepdim=True).clamp(min=1)
     return _one_hot_views(rank.clamp(min=0) * views // n, maskable, views)
+
+
+def _contiguous_views(maskable: Tensor, views: int, generator: Generator) -> Tensor:
+    """K contiguous blocks of the maskable positions, rotated and shuffled per row.
+
+    The blocks of :func:`_split_into_views` over position order, with the
+    ranks rotated by an offset uniform on ``0..n-1`` (so the last block may
+    wrap round to the row's start) and the blocks given to the views in a
+    random order. Without both, every epoch and seed would mask the same
+    blocks in the same view. ``maskable``: ``[batch, length]``.
+    """
+    b = maskable.shape[0]
+    n = maskable.sum(-1, keepdim=True).clamp(min=1)
+    offset = (uniform(generator, (b,), batch_dim=0) * n.squeeze(-1)).long().unsqueeze(-1)
+    rank = (maskable.long().cumsum(-1) - 1 + offset) % n
+    block = rank * views // n
+    shuffle = _random_order(generator, maskable.new_ones(b, views), batch_dim=0)
+    return _one_hot_views(shuffle.gather(-1, block), maskable, views)
 
 
 def _one_hot_views(group: Tensor, maskable: Tensor, views: int) -> Tensor:

@@ -11,7 +11,7 @@ import torch
 from femlm.errors import FemlmError
 from femlm.masking.keyed import KeyedGenerator, mix_ints
 from femlm.masking.samplers import sample_masks
-from femlm.masking.strategies import FULLY_EXPLORED, STRATEGIES
+from femlm.masking.strategies import STRATEGIES, resolve_views_rate
 
 SAMPLE_TEXT = (
     "Random masks make the gradient of a masked language model noisy. "
@@ -178,14 +178,18 @@ def render_views(
     enc = tokenizer(text, return_special_tokens_mask=True, truncation=True, max_length=512)
     ids = torch.tensor([enc["input_ids"]])
     maskable = torch.tensor([enc["special_tokens_mask"]]) == 0
-    word_ids = torch.tensor([[-1 if w is None else w for w in enc.word_ids()]])
+    from femlm.data.words import WordStarts
+
+    # The words pre-training stores with its blocks, so the views shown are the trained ones.
+    word_ids = torch.from_numpy(WordStarts.of(tokenizer).word_ids(ids.numpy())).long()
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
     blocks = []
     for strategy in strategies:
-        # The fully-explored family derives its rate from views when both are set.
-        r = None if (strategy in FULLY_EXPLORED and views is not None) else rate
+        # The same rule as pretrain: a views/rate pair that disagrees is an error.
+        resolve_views_rate(strategy, views, rate)
+    for strategy in strategies:
         gen = KeyedGenerator(mix_ints(seed, 0, torch.tensor([0])))
-        masks = sample_masks(ids, maskable, strategy, views, r, gen, word_ids=word_ids)[:, 0]
+        masks = sample_masks(ids, maskable, strategy, views, rate, gen, word_ids=word_ids)[:, 0]
         lines = [f"{strategy}  ({masks.shape[0]} view{'s' if masks.shape[0] > 1 else ''})"]
         for v, mask in enumerate(masks.tolist()):
             shown = " ".join(f"[{t}]" if m else t for t, m in zip(tokens, mask, strict=True))

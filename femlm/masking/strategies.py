@@ -14,6 +14,8 @@ from femlm.errors import FemlmError
 FULLY_EXPLORED = ("fully-explored", "fully-explored-contiguous", "fully-explored-span")
 STRATEGIES = ("random", "random-bernoulli", "whole-word", "span", *FULLY_EXPLORED)
 DEFAULT_RATE = 0.15
+# Strategies that mask whole words (whole-word) or word-aligned spans when word ids are given.
+WORD_LEVEL = ("whole-word", "span", "fully-explored-span")
 
 
 def resolve_views_rate(strategy: str, views: int | None, rate: float | None) -> tuple[int, float]:

@@ -29,6 +29,7 @@ from femlm.config import TrainConfig, check_config
 from femlm.errors import FemlmError
 from femlm.masking.collator import MaskingCollator
 from femlm.masking.keyed import mix_ints
+from femlm.masking.strategies import WORD_LEVEL
 from femlm.model import build_model, count_parameters, mlm_loss_sum, quiet_transformers
 from femlm.runs import CONFIG_FILE, RunDir
 from femlm.schema import load_config, save_config, to_dict
@@ -162,7 +163,11 @@ def _blocks(cfg: TrainConfig, d: distributed.Dist, tokenizer: Any) -> tuple[Any,
     )  # fmt: skip
     if d.main:
         d.barrier()
-    train_set = blocks["train"]
+    # Word ids only where the strategy reads them: every column read costs a list per row.
+    wanted = ["input_ids"]
+    if cfg.strategy in WORD_LEVEL and "word_ids" in blocks["train"].column_names:
+        wanted.append("word_ids")
+    train_set = blocks["train"].select_columns(wanted)
     if len(train_set) < cfg.batch_size:
         raise FemlmError(
             f"the corpus has {len(train_set)} training blocks of {cfg.max_length} tokens, "
@@ -315,10 +320,9 @@ def _micro_batches(
     size = len(mine) // cfg.grad_accum
     for k in range(cfg.grad_accum):
         chunk = mine[k * size : (k + 1) * size]
-        rows = data[chunk]["input_ids"]
-        yield collator(
-            [{"input_ids": r, "example_index": i} for r, i in zip(rows, chunk, strict=True)]
-        )
+        rows = data[chunk]  # input_ids, and word_ids when the strategy reads them
+        features = [{k: v[j] for k, v in rows.items()} for j in range(len(chunk))]
+        yield collator([f | {"example_index": i} for f, i in zip(features, chunk, strict=True)])
 
 
 def _variance(model: nn.Module, tokenizer: Any, eval_set: Any, cfg: TrainConfig) -> dict:

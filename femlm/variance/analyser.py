@@ -25,7 +25,7 @@ from femlm.config import VarianceConfig
 from femlm.errors import FemlmError
 from femlm.masking.keyed import KeyedGenerator, mix_ints
 from femlm.masking.samplers import apply_replacement, sample_masks
-from femlm.masking.strategies import FULLY_EXPLORED, STRATEGIES
+from femlm.masking.strategies import FULLY_EXPLORED, STRATEGIES, WORD_LEVEL
 from femlm.variance.gradients import (
     ViewGradients,
     Vocab,
@@ -57,12 +57,19 @@ def strategy_list(strategies: Sequence[str]) -> list[str]:
 
 
 def draw_views(
-    ids: Tensor, maskable: Tensor, strategy: str, cfg: VarianceConfig, vocab: Vocab, key: int
+    ids: Tensor,
+    maskable: Tensor,
+    strategy: str,
+    cfg: VarianceConfig,
+    vocab: Vocab,
+    key: int,
+    word_ids: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """R independent draws of K masks of one sequence: masks and corrupted inputs ``[R, K, L]``.
 
     Masks are keyed on (seed, strategy, sequence ``key``, draw) and do not depend
     on the replacement setting, so both settings see the same positions.
+    ``word_ids`` (``[L]``) make word-level strategies mask words, as in training.
     """
     R, K = cfg.draws, cfg.views
     rate = None if strategy in FULLY_EXPLORED else cfg.rate
@@ -70,7 +77,8 @@ def draw_views(
     tag = STRATEGIES.index(strategy)
     gen = KeyedGenerator(mix_ints(cfg.seed, 1, tag, key, draws))
     rows, keep = ids.expand(R, -1), maskable.expand(R, -1)
-    masks = sample_masks(rows, keep, strategy, K, rate, gen).transpose(0, 1)
+    words = None if word_ids is None else word_ids.expand(R, -1)
+    masks = sample_masks(rows, keep, strategy, K, rate, gen, words).transpose(0, 1)
     rgen = KeyedGenerator(mix_ints(cfg.seed, 2, tag, key, draws))
     corrupted = apply_replacement(
         rows[:, None].expand(R, K, -1), masks, vocab.mask_id, vocab.size, vocab.special_ids,
@@ -170,6 +178,7 @@ def measure(
     # Masks are drawn on the CPU; ViewGradients moves each chunk to the model's device.
     sequences = [torch.as_tensor(s, dtype=torch.long).cpu() for s in sequences]
     strategies = strategy_list(cfg.strategies)
+    words = _word_ids(tokenizer, sequences) if set(strategies) & set(WORD_LEVEL) else None
     with analysis_mode(model):
         grad_fn = ViewGradients(model, select_parameters(model, cfg.params), cfg.grad_mode)
         size, overlaps = hamming_plan(sequences, vocab, cfg)
@@ -180,7 +189,7 @@ def measure(
         for strategy in strategies:
             for setting in SETTINGS:
                 parts[strategy, setting] = _strategy_part(
-                    grad_fn, sequences, strategy, setting, vocab, cfg, bar
+                    grad_fn, sequences, words, strategy, setting, vocab, cfg, bar
                 )
         if hamming:
             parts["hamming"] = _hamming_part(grad_fn, sequences, size, overlaps, vocab, cfg, bar)
@@ -196,13 +205,25 @@ def measure(
     return parts
 
 
-def _strategy_part(grad_fn, sequences, strategy, setting, vocab, cfg, bar) -> dict[str, Tensor]:
+def _word_ids(tokenizer: Any, sequences: Sequence[Tensor]) -> list[Tensor]:
+    """Each probe sequence's word ids, by the rule its training blocks stored them with."""
+    from femlm.data.words import WordStarts
+
+    starts = WordStarts.of(tokenizer)
+    return [torch.from_numpy(starts.word_ids(s.numpy())).long() for s in sequences]
+
+
+def _strategy_part(
+    grad_fn, sequences, words, strategy, setting, vocab, cfg, bar
+) -> dict[str, Tensor]:
     run = (
         cfg if setting == "configured" else dataclasses.replace(cfg, mask_prob=1.0, random_prob=0.0)
     )
     mv, s2, means = [], [], []
     for key, ids in enumerate(sequences):
-        masks, corrupted = draw_views(ids, maskable_of(ids, vocab), strategy, run, vocab, key)
+        word_ids = words[key] if words is not None and strategy in WORD_LEVEL else None
+        maskable = maskable_of(ids, vocab)
+        masks, corrupted = draw_views(ids, maskable, strategy, run, vocab, key, word_ids)
         m, s, mean = sequence_moments(grad_fn, ids, masks, corrupted, max(1, cfg.chunk_draws), bar)
         mv.append(m)
         s2.append(s)
