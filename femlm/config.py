@@ -26,6 +26,11 @@ def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+# The validation split's seed: not --seed, so every run on a corpus, and every
+# probe of those runs, holds out the same documents.
+VALIDATION_SPLIT_SEED = 0
+
+
 @dataclass
 class TrainConfig:
     """Everything ``femlm pretrain`` needs; one field per flag."""
@@ -100,12 +105,16 @@ class VarianceConfig:
     text_field: str = _f("text", "field/column holding the text in JSONL and Parquet")
     max_length: int = _f(128, "tokens per probe sequence, [CLS] and [SEP] included")
     cache_dir: str | None = _f(None, "where tokenised blocks are cached")
-    validation_fraction: float = _f(0.02, "share of documents held out (as for pretrain)")
+    validation_fraction: float | None = _f(
+        None, "share of documents held out (default: the run's, from femlm_config.json; else 0.02)"
+    )
     split: str = _f("validation", "which split the probe sequences come from")
     sequences: int = _f(32, "probe sequences S (the bootstrap resamples these)")
     draws: int = _f(8, "independent draws R of the K masks per sequence (>= 2)")
-    views: int = _f(7, "views K per sequence for every strategy (fully-explored: rate 1/K)")
-    rate: float = _f(0.15, "mask rate of the non-fully-explored strategies")
+    views: int | None = _f(
+        None, "views K per sequence for every strategy (default: the run's K, else 7)"
+    )
+    rate: float | None = _f(None, "mask rate of the non-fully-explored strategies (default 1/K)")
     strategies: list[str] = _f(DEFAULT_STRATEGIES, "strategies compared (random is always added)")
     mask_prob: float = _f(0.8, "share of masked positions replaced by [MASK]")
     random_prob: float = _f(0.1, "share of masked positions replaced by a random token")
@@ -119,7 +128,9 @@ class VarianceConfig:
     grad_mode: str = _f("auto", "per-view gradients: vmap, loop, or auto (time both)")
     chunk_draws: int = _f(2, "draws whose K views go through one gradient call")
     out_dir: str = _f("runs/variance", "folder for variance.json and the PNG plots")
-    seed: int = _f(0, "seed of the masks, the probe choice and a preset's initialisation")
+    seed: int = _f(
+        0, "seed of the masks, the probe choice and a preset's initialisation (not the split)"
+    )
     device: str = _f("auto", "auto, cpu, cuda, ...")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
     progress: bool = _f(True, "show the estimate and a progress bar")

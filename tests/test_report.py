@@ -329,3 +329,38 @@ def test_standard_masking_at_rate_one_over_k_is_the_k_plots_control():
     views = {"fe-K2": 2, "fe-K4": 4, "fe": 7}
     got = standard_at_views(cfg, dict.fromkeys([*cfg["runs"], "not-configured"]), views)
     assert got == {"std": 7, "r50": 2}
+
+
+def old_layout_variance() -> dict:
+    """A variance.json as femlm wrote it before typed results (adaptive's seed-0 numbers):
+    flat keys, V_data and sigma2 of random, each strategy compared with standard."""
+    est = {"v_data": 0.715, "sigma2": 33.5, "standard.step_var": 1.22}
+    for s, mv, step, rel in (("random", 4.67, 1.35, 1.10), ("fully-explored", 4.2, 1.21, 0.995)):
+        est |= {f"{s}.maskvar": mv, f"{s}.maskvar_no_replacement": 0.5, f"{s}.ratio": mv / 4.67}
+        est |= {f"{s}.replacement_share": 0.9, f"{s}.sigma2": 33.5, f"{s}.C": 0.1}
+        est |= {f"{s}.v_data": 0.7, f"{s}.step_var": step, f"{s}.step_var_vs_standard": rel}
+        est |= {f"{s}.ratio_no_replacement": 1.0, f"{s}.break_even_v_data": 0.68}
+    est |= {"hamming.d0": 0.12, "hamming.d8": 0.04}
+    return {
+        "config": {"views": 7, "batch_size": 4, "rate": 0.15, "mask_prob": 0.8, "random_prob": 0.1},
+        "setup": {"distances": [0, 8], "hamming_size": 4},
+        "strategies": ["random", "fully-explored"],
+        "estimates": {k: {"value": v, "low": v * 0.9, "high": v * 1.1} for k, v in est.items()},
+        "recommendation": "lowest step variance at equal compute (B=4, K=7): fully-explored, ...",
+    }
+
+
+def test_old_variance_json_and_metrics_rows_still_load_into_the_report(tmp_path):
+    root = make_experiment(tmp_path / "exp", {k: RUNS[k] for k in ("standard", "fully-explored")},
+                           {k: FINALS[k] for k in ("standard", "fully-explored")})  # fmt: skip
+    run = root / "fully-explored" / "seed-0"
+    (run / "variance.json").write_text(json.dumps(old_layout_variance()))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 200, "fully-explored.ratio": 0.6, "v_data": 2.5}) + "\n")
+    text = write_report(root).read_text()
+    assert "FE / standard step variance 0.995 [0.895, 1.095] | inconclusive |" in text
+    assert "FE / random-K mask variance 0.899 [0.809, 0.989] | reproduced |" in text
+    assert "measured before the pooled V_data rule" in section(text, "Gradient variance")
+    assert "| fully-explored | 1.210 [1.089, 1.331] | 3.5000 |" in text
+    assert "| standard | 1.220 [1.098, 1.342] | 4.0000 |" in text
+    assert (root / "variance_vs_steps.png").is_file()

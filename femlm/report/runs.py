@@ -11,6 +11,7 @@ from typing import Any
 
 from femlm.errors import FemlmError
 from femlm.files import finished_run
+from femlm.variance.results import ProbeTerms, VarianceResult
 
 
 @dataclass
@@ -19,8 +20,8 @@ class Run:
     evals: list[tuple[int, float, float]]  # (step, eval_loss, elapsed seconds)
     unigram: float | None
     finetune: dict[str, dict] = field(default_factory=dict)
-    variance: dict | None = None
-    variance_steps: list[dict] = field(default_factory=list)  # --variance-every rows
+    variance: VarianceResult | None = None
+    variance_steps: list[tuple[int, ProbeTerms]] = field(default_factory=list)  # --variance-every
     reevals: dict[str, dict] = field(default_factory=dict)  # `femlm evaluate` results
 
     @property
@@ -52,13 +53,15 @@ def load_runs(folder: Path) -> dict[str, list[Run]]:
             continue
         unigram = next((r["unigram_loss"] for r in rows if "unigram_loss" in r), None)
         run = Run(int(run_folder.name.split("-", 1)[1]), evals, unigram)
-        run.variance_steps = [r for r in rows if "fully-explored.ratio" in r]
+        probes = [(r["step"], ProbeTerms.from_row(r)) for r in rows]
+        run.variance_steps = [(step, t) for step, t in probes if t is not None]
         for f in sorted(run_folder.glob("finetune-*.json")):
             run.finetune[f.stem.removeprefix("finetune-")] = json.loads(f.read_text())
         for f in sorted(run_folder.glob("eval-mask*.json")):
             run.reevals[f.stem.removeprefix("eval-")] = json.loads(f.read_text())
         if (run_folder / "variance.json").is_file():
-            run.variance = json.loads((run_folder / "variance.json").read_text())
+            data = json.loads((run_folder / "variance.json").read_text())
+            run.variance = VarianceResult.from_json(data)
         variants.setdefault(run_folder.parent.name, []).append(run)
     if not variants:
         raise FemlmError(f"no finished runs with evaluations under {folder}")
