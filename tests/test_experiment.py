@@ -127,9 +127,12 @@ def test_steps_to_reach_interpolates_and_compare_needs_a_clear_gap():
     assert steps_to_reach(evals, 3.5) == pytest.approx(25.0)
     assert steps_to_reach(evals, 2.0) is None
     assert steps_to_reach(evals, 6.0) == 10.0
-    assert compare([1.0, 1.01, 0.99], [2.0, 2.01, 1.99]) == "lower"
-    assert compare([1.0, 2.0, 3.0], [1.5, 2.5, 3.5]) == "tie"
-    assert compare([1.0], [2.0]) == "tie", "one seed proves nothing"
+    assert compare({0: 1.0, 1: 1.01, 2: 0.99}, {0: 2.0, 1: 2.01, 2: 1.99}) == "lower"
+    # seeds not shared: Welch sees the 1-nat spread
+    assert compare({0: 1.0, 1: 2.0, 2: 3.0}, {5: 1.5, 6: 2.5, 7: 3.5}) == "tie"
+    # the same values paired by seed: 0.5 lower in every seed
+    assert compare({0: 1.0, 1: 2.0, 2: 3.0}, {0: 1.5, 1: 2.5, 2: 3.5}) == "lower"
+    assert compare({0: 1.0}, {0: 2.0}) == "tie", "one seed proves nothing"
 
 
 def test_every_shipped_config_is_valid(monkeypatch):

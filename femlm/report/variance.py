@@ -10,7 +10,7 @@ from typing import Any
 from femlm.config import TrainConfig
 from femlm.masking.strategies import FULLY_EXPLORED
 from femlm.report.runs import Run, is_standard, read_config, variant_settings
-from femlm.report.stats import compare, mean_std
+from femlm.report.stats import compare, finals, mean_std
 from femlm.variance.results import Estimate, VarianceResult
 from femlm.variance.table import format_table
 
@@ -121,9 +121,9 @@ def _ranking(result: VarianceResult, variants: dict[str, list[Run]], cfg: dict) 
     lines = ["| variant | implied step variance | mean final val loss |", "|---|---|---|"]
     lines += [f"| {n} | {_ci(e)} | {loss:.4f} |" for n, e, loss in rows]
     same = "the same order" if predicted == measured else "a different order"
-    finals = {n: [r.final for r in variants[n]] for n in measured}
+    seeds = {n: finals(variants[n]) for n in measured}
     if any(
-        compare(finals[a], finals[b]) == "tie" for a, b in zip(measured, measured[1:], strict=False)
+        compare(seeds[a], seeds[b]) == "tie" for a, b in zip(measured, measured[1:], strict=False)
     ):
         same += ", though neighbouring final losses do not differ beyond noise, so the measured order is not settled"
     lines += [
