@@ -51,3 +51,46 @@ def test_a_report_row_becomes_a_paired_verdict():
     v = script.verdict(row)
     assert v.text() == "+0.5018 ± 0.5667 (paired t, 4 df), lower in 1 of 5"
     assert v.outcome == "tie"
+
+
+def _summary_table() -> str:
+    text = (ROOT / "docs" / "results.md").read_text()
+    return text.split("## Where fully-explored masking wins, ties and loses")[1].split("\n## ")[0]
+
+
+def _reports() -> str:
+    return "\n".join(p.read_text() for p in sorted((ROOT / "docs" / "results").glob("*/report.md")))
+
+
+def test_every_loss_in_the_summary_table_is_a_reports_number():
+    import re
+
+    reports = _reports()
+    # unsigned: a variant's mean +- sd (signed ones are paired intervals, checked below)
+    found = re.findall(r"(?<![-+\d.])(\d+\.\d{4}) \+- (\d+\.\d{4})", _summary_table())
+    assert len(found) > 20
+    missing = [f"{m} +- {s}" for m, s in found if f"{m} ± {s} (n=" not in reports]
+    assert not missing, missing
+
+
+def test_every_ratio_in_the_summary_table_is_a_reports_number():
+    import re
+
+    reports = _reports()
+    found = re.findall(r"(\d+\.\d+ \[\d+\.\d+, \d+\.\d+\])", _summary_table())
+    assert len(found) > 15
+    missing = [x for x in found if x not in reports]
+    assert not missing, missing
+
+
+def test_every_changed_verdict_in_the_summary_table_matches_verdicts_md():
+    import re
+
+    # "+0.5018 +- 0.5667": each paired interval the table quotes is one the script gave.
+    changed = (ROOT / "docs" / "results" / "verdicts.md").read_text()
+    quoted = re.findall(r"([+-]\d\.\d{4}) \+- (\d\.\d{4})", _summary_table())
+    assert len(quoted) >= 8
+    for diff, half in quoted:
+        # the table gives FE minus the other; verdicts.md may list the other way round
+        flipped = {"+": "-", "-": "+"}[diff[0]] + diff[1:]
+        assert any(f"{d} ± {half} (paired t, " in changed for d in (diff, flipped)), (diff, half)
