@@ -23,6 +23,11 @@ CACHE_HELP = "where tokenised blocks are cached (default $FEMLM_CACHE/blocks; $F
 DEFAULT_STRATEGIES = ["random", "fully-explored", "fully-explored-span", "span"]
 
 
+# The validation split's seed: not --seed, so every run on a corpus, and every
+# probe of those runs, holds out the same documents.
+VALIDATION_SPLIT_SEED = 0
+
+
 @dataclass
 class InputSettings:
     """What a run reads: the corpus, its tokenizer, the model to start from."""
@@ -134,11 +139,16 @@ class VarianceConfig(ReplacementSettings, InputSettings):
     model: str = _f("tiny", "preset (at initialisation) or a local masked-LM folder")
     data: list[str] = _f([], "corpus the probe sequences come from (as for pretrain)")
     max_length: int = _f(128, "tokens per probe sequence, [CLS] and [SEP] included")
+    validation_fraction: float | None = _f(
+        None, "share of documents held out (default: the run's, from femlm_config.json; else 0.02)"
+    )
     split: str = _f("validation", "which split the probe sequences come from")
     sequences: int = _f(32, "probe sequences S (the bootstrap resamples these)")
     draws: int = _f(8, "independent draws R of the K masks per sequence (>= 2)")
-    views: int = _f(7, "views K per sequence for every strategy (fully-explored: rate 1/K)")
-    rate: float = _f(0.15, "mask rate of the non-fully-explored strategies")
+    views: int | None = _f(
+        None, "views K per sequence for every strategy (default: the run's K, else 7)"
+    )
+    rate: float | None = _f(None, "mask rate of the non-fully-explored strategies (default 1/K)")
     strategies: list[str] = _f(DEFAULT_STRATEGIES, "strategies compared (random is always added)")
     params: list[str] = _f([], "regexes; analyse only parameters whose name matches one")
     hamming_points: int = _f(5, "Hamming distances on the covariance curve (0 to 2m)")
@@ -150,7 +160,9 @@ class VarianceConfig(ReplacementSettings, InputSettings):
     grad_mode: str = _f("auto", "per-view gradients: vmap, loop, or auto (time both)")
     chunk_draws: int = _f(2, "draws whose K views go through one gradient call")
     out_dir: str = _f("runs/variance", "folder for variance.json and the PNG plots")
-    seed: int = _f(0, "seed of the masks, the probe choice and a preset's initialisation")
+    seed: int = _f(
+        0, "seed of the masks, the probe choice and a preset's initialisation (not the split)"
+    )
     device: str = _f("auto", "auto, cpu, cuda, ...")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
     progress: bool = _f(True, "show the estimate and a progress bar")

@@ -127,9 +127,12 @@ def test_steps_to_reach_interpolates_and_compare_needs_a_clear_gap():
     assert steps_to_reach(evals, 3.5) == pytest.approx(25.0)
     assert steps_to_reach(evals, 2.0) is None
     assert steps_to_reach(evals, 6.0) == 10.0
-    assert compare([1.0, 1.01, 0.99], [2.0, 2.01, 1.99]) == "lower"
-    assert compare([1.0, 2.0, 3.0], [1.5, 2.5, 3.5]) == "tie"
-    assert compare([1.0], [2.0]) == "tie", "one seed proves nothing"
+    assert compare({0: 1.0, 1: 1.01, 2: 0.99}, {0: 2.0, 1: 2.01, 2: 1.99}) == "lower"
+    # seeds not shared: Welch sees the 1-nat spread
+    assert compare({0: 1.0, 1: 2.0, 2: 3.0}, {5: 1.5, 6: 2.5, 7: 3.5}) == "tie"
+    # the same values paired by seed: 0.5 lower in every seed
+    assert compare({0: 1.0, 1: 2.0, 2: 3.0}, {0: 1.5, 1: 2.5, 2: 3.5}) == "lower"
+    assert compare({0: 1.0}, {0: 2.0}) == "tie", "one seed proves nothing"
 
 
 def test_every_shipped_config_is_valid(monkeypatch):
@@ -146,13 +149,19 @@ def test_every_shipped_config_is_valid(monkeypatch):
         assert "standard" in exp.runs and "fully-explored" in exp.runs
 
 
-def _estimates(fe: float) -> dict:
-    """The variance tool's step variances: FE's ``fe``, standard's 1.0, each +- 0.1."""
-    value = {"fully-explored.step_var": fe, "standard.step_var": 1.0}
-    return {k: {"value": v, "low": v - 0.1, "high": v + 0.1} for k, v in value.items()}
+def _estimates(fe: float, config: dict | None = None):
+    """A variance result whose step variances are FE's ``fe`` and one random view's 1.0,
+    each +- 0.1."""
+    from femlm.variance.results import Comparison, Estimate, VarianceResult
+
+    def e(v: float) -> Estimate:
+        return Estimate(v, v - 0.1, v + 0.1)
+
+    c = Comparison("fully-explored", "random", 1 / 7, *map(e, (1.0, 30.0, fe, 1.0, fe, 1.0)))
+    return VarianceResult(7, 4, [], [c], config=config or {})
 
 
-def _seed_runs(loss: float, variance: dict | None = None) -> list:
+def _seed_runs(loss: float, variance=None) -> list:
     """Three seeds ending at ``loss`` + 0.00/0.01/0.02 (``variance`` on each)."""
     from femlm.report.runs import Run
 
@@ -165,7 +174,7 @@ def test_ranking_check_reads_the_variance_estimates(tmp_path):
     (tmp_path / "experiment.json").write_text(
         json.dumps({"runs": {"fe": {"strategy": "fully-explored"}, "std": {"strategy": "random"}}})
     )
-    variants = {"fe": _seed_runs(5.0, {"estimates": _estimates(2.0)}), "std": _seed_runs(4.0)}
+    variants = {"fe": _seed_runs(5.0, _estimates(2.0)), "std": _seed_runs(4.0)}
     text = "\n".join(ranking_check(tmp_path, variants))
     assert (
         "Lowest step variance first: std, fe; lowest final loss first: std, fe: the same order"
@@ -183,7 +192,7 @@ def test_ranking_check_reads_a_strategy_set_in_base(tmp_path):
         "runs": {"fe": {"strategy": "fully-explored", "views": 7}, "std": {}},
     }
     (tmp_path / "experiment.json").write_text(json.dumps(config))
-    variants = {"fe": _seed_runs(4.0, {"estimates": _estimates(0.5)}), "std": _seed_runs(5.0)}
+    variants = {"fe": _seed_runs(4.0, _estimates(0.5)), "std": _seed_runs(5.0)}
     text = "\n".join(ranking_check(tmp_path, variants))
     assert "| std | 1.000 [0.900, 1.100] |" in text  # standard's estimate, not FE's
     assert "Lowest step variance first: fe, std; lowest final loss first: fe, std" in text
@@ -202,10 +211,10 @@ def test_ranking_check_keeps_replacement_policies_apart(tmp_path):
     (tmp_path / "experiment.json").write_text(json.dumps({"runs": runs}))
     variants = {
         # 80/10/10 probe: FE's step variance above standard's, FE's loss too
-        "fe": _seed_runs(5.0, {"estimates": _estimates(2.0), "config": {}}),
+        "fe": _seed_runs(5.0, _estimates(2.0, {})),
         "std": _seed_runs(4.0),
         # all-[MASK] probe: FE's step variance below, FE's loss too
-        "fe-am": _seed_runs(3.0, {"estimates": _estimates(0.5), "config": allmask}),
+        "fe-am": _seed_runs(3.0, _estimates(0.5, allmask)),
         "std-am": _seed_runs(3.5),
     }
     text = "\n".join(ranking_check(tmp_path, variants))
@@ -239,14 +248,18 @@ def test_variance_probe_uses_the_runs_replacement_policy(tmp_path, monkeypatch):
     from femlm.experiments.grid import Experiment, _variance_once
 
     seen = []
-    monkeypatch.setattr(femlm.variance.analyser, "run_variance", lambda cfg: seen.append(cfg) or {})
+    monkeypatch.setattr(
+        femlm.variance.analyser, "run_variance", lambda cfg: seen.append(cfg) or _estimates(1.0)
+    )
     folder = tmp_path / "fe-allmask" / "seed-0"
     folder.mkdir(parents=True)
     trained = {"data": ["c.txt"], "max_length": 32, "mask_prob": 1.0, "random_prob": 0.0}
+    trained["validation_fraction"] = 0.1
     (folder / "femlm_config.json").write_text(json.dumps(trained))
     exp = Experiment("x", tmp_path, [0], {}, {"fe-allmask": {}}, variance={"sequences": 3})
     _variance_once(exp, folder)
     assert (seen[0].mask_prob, seen[0].random_prob, seen[0].data) == (1.0, 0.0, ["c.txt"])
+    assert seen[0].validation_fraction == 0.1  # the run's split, not the default 0.02
     exp.variance = {"sequences": 3, "mask_prob": 0.8, "random_prob": 0.1}
     (folder / "variance.json").unlink()
     _variance_once(exp, folder)

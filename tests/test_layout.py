@@ -109,7 +109,7 @@ def test_variance_shares_the_input_and_replacement_settings():
     shared = {"data", "text_field", "tokenizer", "model", "max_length", "cache_dir"}
     shared |= {"validation_fraction", "mask_prob", "random_prob"}
     assert shared <= set(VarianceConfig.__dataclass_fields__)
-    assert VarianceConfig().validation_fraction == TrainConfig().validation_fraction
+    assert VarianceConfig().text_field == TrainConfig().text_field
 
 
 def test_every_subcommand_takes_its_defaults_from_its_options(capsys):

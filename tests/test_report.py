@@ -6,7 +6,7 @@ import math
 import pytest
 
 from femlm.report.plots import standard_at_views, views_ablation
-from femlm.report.stats import compare, two_se
+from femlm.report.stats import compare
 from femlm.report.writer import write_report
 
 # Clear win, clear loss and a tie against `standard` (std 0.01 over 3 seeds).
@@ -107,22 +107,20 @@ def test_every_comparison_against_the_baseline(report):
     assert rows["fully-explored"] == [
         "3.5000 ± 0.0100 (n=3)",
         "-0.5000",
-        "0.0163",
+        "-0.5000 ± 0.0000 (paired t, 2 df), lower in 3 of 3",
         "lower (better)",
-        "-0.5000 ± 0.0000, lower in 3 of 3",
     ]
-    assert rows["fe-K2"][1:4] == ["+0.5000", "0.0163", "higher (worse)"]
-    # fe-K4 is 0.05 above in seed 0, 0.24 above in seed 1, 0.14 below in seed 2
+    assert rows["fe-K2"][1:] == ["+0.5000", "+0.5000 ± 0.0000 (paired t, 2 df), lower in 0 of 3",
+                                 "higher (worse)"]  # fmt: skip
+    # fe-K4 is 0.05 above in seed 0, 0.24 above in seed 1, 0.14 below in seed 2: the
+    # differences' sd is 0.19, and t(0.975, 2 df) = 4.303 makes the interval +-0.472.
     assert rows["fe-K4"][1:] == [
         "+0.0500",
-        "0.2312",
+        "+0.0500 ± 0.4720 (paired t, 2 df), lower in 1 of 3",
         "tie within noise",
-        "+0.0500 ± 0.2194, lower in 1 of 3",
     ]
-    # The threshold is the one `compare` uses.
-    expected = 2 * math.sqrt(0.2**2 / 3 + 0.01**2 / 3)
-    assert two_se(FINALS["fe-K4"], FINALS["standard"]) == pytest.approx(expected)
-    assert compare(FINALS["fe-K4"], FINALS["standard"]) == "tie"
+    seeds = {k: dict(enumerate(v)) for k, v in FINALS.items()}
+    assert compare(seeds["fe-K4"], seeds["standard"]) == "tie"
 
 
 def test_every_comparison_against_fully_explored(report):
@@ -130,8 +128,9 @@ def test_every_comparison_against_fully_explored(report):
     after = section(text, "Every comparison").split("against `fully-explored`")[1]
     rows = table_rows(after.split("Each fully-explored variant against every")[0])
     assert set(rows) == {"variant", "standard", "fe-K2", "fe-K4", "fe-allmask"}
-    assert rows["standard"][1:4] == ["+0.5000", "0.0163", "higher (worse)"]
-    assert rows["fe-allmask"][1:4] == ["+0.1000", "0.0163", "higher (worse)"]
+    assert rows["standard"][1] == "+0.5000" and rows["standard"][3] == "higher (worse)"
+    assert rows["fe-allmask"][1] == "+0.1000" and rows["fe-allmask"][3] == "higher (worse)"
+    # fe-K4 - FE: +0.55, +0.74, +0.36 per seed: sd 0.19, interval +-0.472 around +0.55
     assert rows["fe-K4"][3] == "higher (worse)"
 
 
@@ -243,7 +242,10 @@ def test_reevaluations_get_their_own_comparison_table(tmp_path):
     text = section(write_report(root).read_text(), "Re-evaluation with another replacement policy")
     assert "100% `[MASK]` and 0% random" in text
     row = next(r for r in text.splitlines() if r.startswith("| fe-allmask |"))
-    assert "| -1.0000 |" in row and "| lower (better) | -1.0000 ± 0.0000, lower in 3 of 3 |" in row
+    assert (
+        "| -1.0000 |" in row
+        and "| -1.0000 ± 0.0000 (paired t, 2 df), lower in 3 of 3 | lower (better) |" in row
+    )
     assert "| fe-K2 |" not in text, "variants without a re-evaluation are left out"
 
 
@@ -261,17 +263,56 @@ def test_a_sweep_of_standard_runs_compares_against_its_first_variant(tmp_path):
 
 
 def test_paired_differences_use_only_the_seeds_both_ran():
-    from femlm.report.runs import Run
-    from femlm.report.stats import paired
+    from femlm.report.stats import t_test
 
-    def runs(finals: dict[int, float]) -> list[Run]:
-        return [Run(s, [(10, f, 0.0)], None) for s, f in finals.items()]
+    # Seeds spread by 1 nat, but `a` is 0.1 lower in each shared seed: pairing sees it
+    # where an unpaired test could not.
+    a = {0: 5.0, 1: 6.0, 2: 7.0, 3: 8.0}
+    b = {0: 5.1, 1: 6.1, 2: 7.1, 3: 8.1, 4: 9.5}
+    t = t_test(a, b)
+    assert (t.kind, t.n, t.lower, t.outcome) == ("paired", 4, 4, "lower")
+    assert t.text() == "-0.1000 ± 0.0000 (paired t, 3 df), lower in 4 of 4"
+    t = t_test({0: 5.0, 1: 6.0, 2: 7.1}, b)
+    assert t.text() == "-0.0667 ± 0.1434 (paired t, 2 df), lower in 2 of 3"
+    # Seeds not shared: Welch on all of them, no seed counts.
+    t = t_test({7: 5.0, 8: 6.0, 9: 7.1}, b)
+    assert t.kind == "Welch" and t.outcome == "tie" and t.text().endswith("seeds not paired")
+    assert t_test({0: 5.0}, {1: 6.0}).outcome == "tie"
 
-    # Seeds spread by 1 nat, but `a` is 0.1 lower in each shared seed: pairing sees it.
-    a = runs({0: 5.0, 1: 6.0, 2: 7.1})
-    b = runs({0: 5.1, 1: 6.1, 2: 7.0, 3: 9.0, 4: 9.5})
-    assert paired(a, b) == "-0.0333 ± 0.1333, lower in 2 of 3"
-    assert paired(runs({0: 5.0}), b) == "n/a (fewer than 2 shared seeds)"
+
+@pytest.mark.parametrize(
+    "df, q",  # two-sided 95% t quantiles from a printed table (Student's t, 0.975)
+    [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423),
+     (1000, 1.9623)],
+)  # fmt: skip
+def test_t_quantile_matches_the_table(df, q):
+    from femlm.report.stats import t_quantile
+
+    assert t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
+
+
+@pytest.mark.parametrize("df", [2.5, 7.3])
+def test_t_quantile_at_fractional_df_integrates_its_density(df):
+    # Welch gives fractional df, which tables do not list: the density integrated from
+    # 0 to the quantile (Simpson's rule) must hold 0.475 of the mass.
+    from femlm.report.stats import t_quantile
+
+    q = t_quantile(0.975, df)
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+    n, h = 2000, q / 2000
+    f = [c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2) for i in range(n + 1)]
+    mass = h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
+    assert mass == pytest.approx(0.475, abs=1e-9)
+
+
+def test_welch_uses_the_welch_satterthwaite_degrees_of_freedom():
+    from femlm.report.stats import Verdict, t_quantile
+
+    v = Verdict.welch(1.0, 0.2, 3, 0.5, 0.1, 5)
+    va, vb = 0.04 / 3, 0.01 / 5
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 4)
+    assert v.df == pytest.approx(df)
+    assert v.half == pytest.approx(t_quantile(0.975, df) * math.sqrt(va + vb))
 
 
 def test_fair_pairs_differ_only_in_masking_and_mask_the_same_share():
@@ -299,7 +340,9 @@ def test_report_lists_the_fair_pairs(report):
     _, text = report
     rows = table_rows(section(text, "Every comparison").split("FE variant |")[1])
     assert rows["fully-explored"][:2] == ["3.5000 ± 0.0100 (n=3)", "standard"]
-    assert rows["fully-explored"][3:6] == ["-0.5000", "0.0163", "lower (better)"]
+    assert rows["fully-explored"][3:] == [
+        "-0.5000", "-0.5000 ± 0.0000 (paired t, 2 df), lower in 3 of 3", "lower (better)"
+    ]  # fmt: skip
     assert [k for k in rows if not k.startswith("---")] == ["fully-explored"]
 
 
@@ -329,3 +372,38 @@ def test_standard_masking_at_rate_one_over_k_is_the_k_plots_control():
     views = {"fe-K2": 2, "fe-K4": 4, "fe": 7}
     got = standard_at_views(cfg, dict.fromkeys([*cfg["runs"], "not-configured"]), views)
     assert got == {"std": 7, "r50": 2}
+
+
+def old_layout_variance() -> dict:
+    """A variance.json as femlm wrote it before typed results (adaptive's seed-0 numbers):
+    flat keys, V_data and sigma2 of random, each strategy compared with standard."""
+    est = {"v_data": 0.715, "sigma2": 33.5, "standard.step_var": 1.22}
+    for s, mv, step, rel in (("random", 4.67, 1.35, 1.10), ("fully-explored", 4.2, 1.21, 0.995)):
+        est |= {f"{s}.maskvar": mv, f"{s}.maskvar_no_replacement": 0.5, f"{s}.ratio": mv / 4.67}
+        est |= {f"{s}.replacement_share": 0.9, f"{s}.sigma2": 33.5, f"{s}.C": 0.1}
+        est |= {f"{s}.v_data": 0.7, f"{s}.step_var": step, f"{s}.step_var_vs_standard": rel}
+        est |= {f"{s}.ratio_no_replacement": 1.0, f"{s}.break_even_v_data": 0.68}
+    est |= {"hamming.d0": 0.12, "hamming.d8": 0.04}
+    return {
+        "config": {"views": 7, "batch_size": 4, "rate": 0.15, "mask_prob": 0.8, "random_prob": 0.1},
+        "setup": {"distances": [0, 8], "hamming_size": 4},
+        "strategies": ["random", "fully-explored"],
+        "estimates": {k: {"value": v, "low": v * 0.9, "high": v * 1.1} for k, v in est.items()},
+        "recommendation": "lowest step variance at equal compute (B=4, K=7): fully-explored, ...",
+    }
+
+
+def test_old_variance_json_and_metrics_rows_still_load_into_the_report(tmp_path):
+    root = make_experiment(tmp_path / "exp", {k: RUNS[k] for k in ("standard", "fully-explored")},
+                           {k: FINALS[k] for k in ("standard", "fully-explored")})  # fmt: skip
+    run = root / "fully-explored" / "seed-0"
+    (run / "variance.json").write_text(json.dumps(old_layout_variance()))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 200, "fully-explored.ratio": 0.6, "v_data": 2.5}) + "\n")
+    text = write_report(root).read_text()
+    assert "FE / standard step variance 0.995 [0.895, 1.095] | inconclusive |" in text
+    assert "FE / random-K mask variance 0.899 [0.809, 0.989] | reproduced |" in text
+    assert "measured before the pooled V_data rule" in section(text, "Gradient variance")
+    assert "| fully-explored | 1.210 [1.089, 1.331] | 3.5000 |" in text
+    assert "| standard | 1.220 [1.098, 1.342] | 4.0000 |" in text
+    assert (root / "variance_vs_steps.png").is_file()

@@ -1,5 +1,6 @@
 """Pre-training: config, checkpoints, the loop, exact resume, DDP, bad input."""
 
+import dataclasses
 import json
 import os
 import random
@@ -269,9 +270,64 @@ def test_variance_every_logs_the_variance_terms(setup, tmp_path):
     extra = ("--max-steps", "2", "--variance-every", "2", "--variance-sequences", "3")
     assert main(_args(setup, out, *extra)) == 0
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    terms = [r for r in rows if "fully-explored.ratio" in r]
+    terms = [r for r in rows if "variance_ratio" in r]
     assert [r["step"] for r in terms] == [2]
-    assert terms[0]["fully-explored.ratio"] > 0 and terms[0]["v_data"] >= 0
+    assert terms[0]["variance_ratio"] > 0 and terms[0]["variance_v_data"] >= 0
+
+
+def test_the_training_probe_measures_what_trained_and_femlm_variance_agrees(
+    setup, tmp_path, monkeypatch
+):
+    # Fully-explored at rate 0.4 trains with K = round_half_up(2.5) = 3; Python's
+    # round gave the probe K = 2. Both probes read K and the split from the run, and
+    # draw the same validation sequences for the same seed; --seed only moves the pick.
+    import femlm.variance.analyser as analyser
+    from femlm.config import VarianceConfig
+    from femlm.variance.probe import probe_config
+
+    seen = []
+    original = analyser.variance_terms
+
+    def spy(model, sequences, tokenizer, **kw):
+        seen.append(torch.stack(sequences))
+        return original(model, sequences, tokenizer, **kw)
+
+    monkeypatch.setattr(analyser, "variance_terms", spy)
+    out = tmp_path / "run"
+    extra = ("--max-steps", "2", "--variance-every", "2", "--variance-sequences", "3")
+    extra += ("--rate", "0.4", "--validation-fraction", "0.1", "--seed", "5")
+    assert main(_args(setup, out, *extra)) == 0
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["variance_views"] for r in rows if "variance_views" in r] == [3]
+
+    def probe(seed):
+        cfg = probe_config(
+            VarianceConfig(
+                model=str(out / "final"), cache_dir=str(setup["cache"]), max_length=32,
+                sequences=3, seed=seed,
+            )
+        )  # fmt: skip
+        return cfg, analyser.load_probe(cfg)[2]
+
+    cfg, same = probe(5)
+    assert cfg.views == 3 and cfg.validation_fraction == 0.1 and cfg.data == [str(setup["corpus"])]
+    assert torch.equal(torch.stack(same), seen[0])
+    held_out = {tuple(r) for r in _validation_rows(cfg, setup)}
+    assert all(tuple(s.tolist()) in held_out for s in probe(1)[1])
+    with pytest.raises(FemlmError, match="trained on"):
+        probe_config(dataclasses.replace(cfg, validation_fraction=0.02))
+
+
+def _validation_rows(cfg, setup) -> list:
+    from femlm.config import VALIDATION_SPLIT_SEED
+    from femlm.data.blocks import build_blocks
+    from femlm.data.tokenizer import load_tokenizer
+
+    tok, fraction = load_tokenizer(cfg.model), cfg.validation_fraction
+    blocks = build_blocks(
+        cfg.data, tok, 32, setup["cache"], "text", fraction, VALIDATION_SPLIT_SEED, progress=False
+    )
+    return blocks["validation"]["input_ids"]
 
 
 def test_evaluate_rescores_the_fixed_positions_with_another_replacement(setup, tmp_path, capsys):

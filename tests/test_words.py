@@ -210,9 +210,9 @@ def test_the_variance_probe_masks_words(wordpiece, docs, monkeypatch):
     seen = []
     draw = analyser.draw_views
 
-    def spy(ids, maskable, strategy, cfg, vocab, key, word_ids=None):
-        seen.append((strategy, word_ids))
-        return draw(ids, maskable, strategy, cfg, vocab, key, word_ids)
+    def spy(ids, maskable, arm, cfg, vocab, key, word_ids=None):
+        seen.append((arm.strategy, word_ids))
+        return draw(ids, maskable, arm, cfg, vocab, key, word_ids)
 
     monkeypatch.setattr(analyser, "draw_views", spy)
     seqs = [torch.tensor(wordpiece(d)["input_ids"][:24]) for d in docs[:3]]

@@ -217,10 +217,11 @@ def _variance_once(exp: Experiment, folder: RunDir | Path) -> None:
     # (80/10/10 or all [MASK]) unless the spec says otherwise.
     trained = load_config(TrainConfig, str(folder.config))
     keys = ("data", "cache_dir", "max_length", "text_field", "mask_prob", "random_prob")
+    keys += ("validation_fraction",)  # the run's split: probe documents it held out
     shared = {k: getattr(trained, k) for k in keys}
     values = {**shared, **spec, "model": str(folder.final), "out_dir": str(folder.variance_dir)}
     result = run_variance(from_dict(VarianceConfig, values))
-    write_json(result, target)
+    write_json(result.to_json(), target)
 
 
 def _finetune_once(exp: Experiment, folder: RunDir | Path) -> None:

@@ -9,10 +9,10 @@ from femlm.report.runs import Run
 from femlm.report.stats import CLAIM_VERDICTS, compare, fmt
 
 
-def _seed_accuracies(runs: list[Run], task: str) -> list[float]:
+def _seed_accuracies(runs: list[Run], task: str) -> dict[int, float]:
     """Test accuracy per pre-training seed, the mean over its fine-tuning seeds."""
-    found = (r.finetune[task].get("runs", []) for r in runs if task in r.finetune)
-    return [statistics.fmean(x["test_accuracy"] for x in seeds) for seeds in found if seeds]
+    found = {r.seed: r.finetune[task].get("runs", []) for r in runs if task in r.finetune}
+    return {s: statistics.fmean(x["test_accuracy"] for x in xs) for s, xs in found.items() if xs}
 
 
 def _chosen_lrs(runs: list[Run], task: str) -> str:
@@ -57,6 +57,7 @@ def downstream_claims(variants: dict[str, list[Run]], fe: str, baseline: str) ->
         verdict = CLAIM_VERDICTS[compare(b, a)]
         lines.append(
             f"| FE pre-training helps downstream ({task}) | test accuracy per pre-training seed "
-            f"(mean over fine-tuning seeds) {fe} {fmt(a)} vs {baseline} {fmt(b)} | {verdict} |"
+            f"(mean over fine-tuning seeds) {fe} {fmt(list(a.values()))} vs {baseline} "
+            f"{fmt(list(b.values()))} | {verdict} |"
         )
     return lines

@@ -10,7 +10,7 @@ from typing import Any
 
 from femlm.masking.strategies import FULLY_EXPLORED, resolve_views_rate
 from femlm.report.runs import Run, variant_settings
-from femlm.report.stats import VERDICTS, compare, fmt, mean_std, paired, two_se
+from femlm.report.stats import VERDICTS, finals, fmt, mean_std, t_test
 
 # Settings that describe the masking pattern and the split of a step's rows.
 _MASKING = {"strategy", "views", "rate", "batch_size", "seeds"}
@@ -64,16 +64,16 @@ def pairs_section(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> list[s
         "the masking (strategy, views, sequences x views per step) and masks the same share "
         "of tokens:",
         "",
-        "| FE variant | final val loss | against | its final val loss | FE minus it | 2 SE "
-        "| verdict for FE | paired by seed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| FE variant | final val loss | against | its final val loss | FE minus it "
+        "| difference ± 95% interval (test), seeds lower | verdict for FE |",
+        "|---|---|---|---|---|---|---|",
     ]
     for fe, other in pairs:
-        a, b = [r.final for r in variants[fe]], [r.final for r in variants[other]]
-        verdict = VERDICTS[compare(a, b)]
+        a, b = finals(variants[fe]), finals(variants[other])
+        t = t_test(a, b)
+        va, vb = list(a.values()), list(b.values())
         lines.append(
-            f"| {fe} | {fmt(a, 4)} | {other} | {fmt(b, 4)} | "
-            f"{mean_std(a)[0] - mean_std(b)[0]:+.4f} | {two_se(a, b):.4f} | {verdict} | "
-            f"{paired(variants[fe], variants[other])} |"
+            f"| {fe} | {fmt(va, 4)} | {other} | {fmt(vb, 4)} | "
+            f"{mean_std(va)[0] - mean_std(vb)[0]:+.4f} | {t.text()} | {VERDICTS[t.outcome]} |"
         )
     return lines

@@ -69,16 +69,13 @@ def plot_variance_steps(variants: dict[str, list[Run]], out: Path) -> Path | Non
     fig, axes = _pyplot().subplots(1, 2, figsize=(10, 4))
     for name, runs in variants.items():
         for i, r in enumerate(x for x in runs if x.variance_steps):
-            steps = [v["step"] for v in r.variance_steps]
+            steps = [step for step, _ in r.variance_steps]
             label = name if i == 0 else None
             color = f"C{list(variants).index(name)}"
-            axes[0].plot(
-                steps,
-                [v["fully-explored.ratio"] for v in r.variance_steps],
-                color=color,
-                label=label,
-            )
-            axes[1].plot(steps, [v["v_data"] for v in r.variance_steps], color=color, label=label)
+            ratios = [t.ratio for _, t in r.variance_steps]
+            axes[0].plot(steps, ratios, color=color, label=label)
+            v_data = [t.v_data for _, t in r.variance_steps]
+            axes[1].plot(steps, v_data, color=color, label=label)
     axes[0].set_ylabel("FE / random-K mask variance")
     axes[1].set_ylabel("V_data")
     for ax in axes:

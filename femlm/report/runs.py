@@ -11,6 +11,7 @@ from typing import Any
 
 from femlm.errors import FemlmError
 from femlm.runs import ExperimentDir, RunDir
+from femlm.variance.results import ProbeTerms, VarianceResult
 
 
 @dataclass
@@ -19,8 +20,8 @@ class Run:
     evals: list[tuple[int, float, float]]  # (step, eval_loss, elapsed seconds)
     unigram: float | None
     finetune: dict[str, dict] = field(default_factory=dict)
-    variance: dict | None = None
-    variance_steps: list[dict] = field(default_factory=list)  # --variance-every rows
+    variance: VarianceResult | None = None
+    variance_steps: list[tuple[int, ProbeTerms]] = field(default_factory=list)  # --variance-every
     reevals: dict[str, dict] = field(default_factory=dict)  # `femlm evaluate` results
 
     @property
@@ -58,13 +59,14 @@ def _load_run(run_dir: RunDir) -> Run | None:
         return None
     unigram = next((r["unigram_loss"] for r in rows if "unigram_loss" in r), None)
     run = Run(run_dir.seed, evals, unigram)
-    run.variance_steps = [r for r in rows if "fully-explored.ratio" in r]
+    probes = [(r["step"], ProbeTerms.from_row(r)) for r in rows]
+    run.variance_steps = [(step, t) for step, t in probes if t is not None]
     run.finetune = {
         task: json.loads(p.read_text()) for task, p in run_dir.finetune_results().items()
     }
     run.reevals = {tag: json.loads(p.read_text()) for tag, p in run_dir.reevaluations().items()}
     if run_dir.variance.is_file():
-        run.variance = json.loads(run_dir.variance.read_text())
+        run.variance = VarianceResult.from_json(json.loads(run_dir.variance.read_text()))
     return run
 
 

@@ -8,49 +8,52 @@ from pathlib import Path
 from typing import Any
 
 from femlm.config import TrainConfig
+from femlm.masking.strategies import FULLY_EXPLORED
 from femlm.report.runs import Run, is_standard, read_config, variant_settings
-from femlm.report.stats import compare, mean_std
+from femlm.report.stats import compare, finals, mean_std
 from femlm.runs import ExperimentDir
+from femlm.variance.results import Estimate, VarianceResult
+from femlm.variance.table import format_table
 
 
 def variance_claims(runs: list[Run], fe: str) -> list[str]:
     lines = []
     for r in runs:
-        est = (r.variance or {}).get("estimates", {})
-        if f"{fe}.ratio" not in est or f"{fe}.step_var_vs_standard" not in est:
+        terms = r.variance.terms(fe) if r.variance else None
+        cmp = r.variance.comparison(fe) if r.variance else None
+        if terms is None or cmp is None:
             continue
-        ratio, step = est[f"{fe}.ratio"], est[f"{fe}.step_var_vs_standard"]
-        verdict = "reproduced" if ratio["high"] < 1 else "not reproduced"
+        ratio, step = terms.ratio, cmp.step_var_ratio
+        verdict = "reproduced" if ratio.high < 1 else "not reproduced"
         lines.append(
             f"| FE lowers the mask-sampling gradient variance (seed {r.seed}, end of training) | "
             f"FE / random-K mask variance {_ci(ratio)} | {verdict} |"
         )
         lower = (
             "reproduced"
-            if step["high"] < 1
-            else ("not reproduced" if step["low"] > 1 else "inconclusive")
+            if step.high < 1
+            else ("not reproduced" if step.low > 1 else "inconclusive")
         )
+        against = "standard" if r.variance.old_layout else f"one {cmp.baseline} view"
         lines.append(
-            f"| ...and so the variance of a whole step at equal compute | FE / standard step variance "
-            f"{_ci(step)} | {lower} |"
+            f"| ...and so the variance of a whole step at equal compute | FE / {against} step "
+            f"variance {_ci(step)} | {lower} |"
         )
     return lines
 
 
-def _ci(e: dict) -> str:
-    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+def _ci(e: Estimate) -> str:
+    return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
 
 
 def variance_section(variants: dict[str, list[Run]], folder: Path, out: Path) -> list[str]:
     """Each run's variance table, with its plots copied beside the report."""
     import shutil
 
-    from femlm.variance.stats import format_table
-
     lines = []
     for name, runs in variants.items():
         for r in runs:
-            if not (r.variance and "estimates" in r.variance):
+            if r.variance is None:
                 continue
             lines += [f"`{name}` seed {r.seed}, at the end of training:", "", "```"]
             lines += [format_table(r.variance), "```", ""]
@@ -62,16 +65,15 @@ def variance_section(variants: dict[str, list[Run]], folder: Path, out: Path) ->
     return lines or ["No variance measurements in this experiment."]
 
 
-def _estimate_key(values: dict[str, Any]) -> str | None:
-    """Which of the variance tool's step variances describes a variant's runs."""
-    if is_standard(values):
-        return "standard.step_var"
+def step_variance(result: VarianceResult, values: dict[str, Any]) -> Estimate | None:
+    """Which of the variance tool's step variances describes a variant's runs: a
+    one-view run's is the baseline side of the comparison with that baseline."""
     strategy, views = values.get("strategy", "fully-explored"), values.get("views")
-    if strategy in ("random", "fully-explored", "fully-explored-span", "span") and (
-        strategy.startswith("fully-explored") or (views or 1) > 1
-    ):
-        return f"{strategy}.step_var"
-    return None
+    if is_standard(values) or (strategy not in FULLY_EXPLORED and (views or 1) == 1):
+        c = next((c for c in result.comparisons if c.baseline == strategy), None)
+        return c.baseline_step_var if c else None
+    c = result.comparison(strategy)
+    return c.step_var if c else None
 
 
 def _policy(values: dict[str, Any]) -> tuple[float, float]:
@@ -90,12 +92,11 @@ def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
     """
     cfg = read_config(folder)
     runs_cfg = cfg.get("runs")
-    probes: dict[tuple[float, float], dict] = {}
+    probes: dict[tuple[float, float], VarianceResult] = {}
     for rs in variants.values():
         for r in rs:
-            if r.variance and "estimates" in r.variance:
-                policy = _policy(r.variance.get("config", {}))
-                probes.setdefault(policy, r.variance["estimates"])
+            if r.variance is not None:
+                probes.setdefault(_policy(r.variance.config), r.variance)
     if not probes or runs_cfg is None:
         return ["No variance measurement to predict from."]
     lines = []
@@ -108,22 +109,22 @@ def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
     return lines[:-1]
 
 
-def _ranking(est: dict, variants: dict[str, list[Run]], cfg: dict) -> list[str]:
+def _ranking(result: VarianceResult, variants: dict[str, list[Run]], cfg: dict) -> list[str]:
     rows = []
     for name, runs in variants.items():
-        key = _estimate_key(variant_settings(cfg, name))
-        if key in est:
-            rows.append((name, est[key], mean_std([r.final for r in runs])[0]))
+        e = step_variance(result, variant_settings(cfg, name))
+        if e is not None:
+            rows.append((name, e, mean_std([r.final for r in runs])[0]))
     if len(rows) < 2:
         return ["Fewer than two variants have a predicted step variance."]
-    predicted = [n for n, _, _ in sorted(rows, key=lambda x: x[1]["value"])]
+    predicted = [n for n, _, _ in sorted(rows, key=lambda x: x[1].value)]
     measured = [n for n, _, _ in sorted(rows, key=lambda x: x[2])]
     lines = ["| variant | implied step variance | mean final val loss |", "|---|---|---|"]
     lines += [f"| {n} | {_ci(e)} | {loss:.4f} |" for n, e, loss in rows]
     same = "the same order" if predicted == measured else "a different order"
-    finals = {n: [r.final for r in variants[n]] for n in measured}
+    seeds = {n: finals(variants[n]) for n in measured}
     if any(
-        compare(finals[a], finals[b]) == "tie" for a, b in zip(measured, measured[1:], strict=False)
+        compare(seeds[a], seeds[b]) == "tie" for a, b in zip(measured, measured[1:], strict=False)
     ):
         same += ", though neighbouring final losses do not differ beyond noise, so the measured order is not settled"
     lines += [

@@ -2,8 +2,8 @@
 
 Everything is read from the run folders (``metrics.jsonl``, ``finetune-*.json``,
 ``variance.json``); nothing is re-computed, so a report can be re-made any time.
-Verdicts use a simple, stated rule: a difference in mean final loss counts
-only when it exceeds twice its standard error over seeds.
+Verdicts use one stated rule (:class:`femlm.report.stats.Verdict`): a 95% t
+interval of the mean difference, paired by seed, must exclude 0.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from femlm.report.runs import (
 )
 from femlm.report.stats import (
     CLAIM_VERDICTS,
+    RULE,
     VERDICTS,
     compare,
+    finals,
     fmt,
     mean_std,
-    paired,
     steps_to_reach,
-    two_se,
+    t_test,
 )
 from femlm.report.variance import ranking_check, variance_claims, variance_section
 from femlm.runs import ExperimentDir
@@ -73,23 +74,23 @@ def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[lis
 def comparison_table(
     variants: dict[str, list[Run]], reference: str, label: str = "final val loss"
 ) -> list[str]:
-    """Every other variant's mean final loss minus ``reference``'s, the 2-SE bar, a verdict."""
-    ref = [r.final for r in variants[reference]]
+    """Every other variant against ``reference``: the mean difference, its 95% t
+    interval (paired by seed where seeds are shared) and the verdict."""
+    ref = finals(variants[reference])
     lines = [
-        f"| variant | {label} | mean minus `{reference}`'s | 2 SE | verdict "
-        "| paired by seed: mean difference ± 2 SE, seeds lower |",
-        "|---|---|---|---|---|---|",
+        f"| variant | {label} | mean minus `{reference}`'s | difference ± 95% interval "
+        "(test), seeds lower | verdict |",
+        "|---|---|---|---|---|",
     ]
     for name, runs in variants.items():
         if name == reference:
             continue
-        finals = [r.final for r in runs]
-        verdict = VERDICTS[compare(finals, ref)]
-        if min(len(finals), len(ref)) < 2:
-            verdict = "tie (fewer than 2 seeds: no noise estimate)"
+        mine = finals(runs)
+        t = t_test(mine, ref)
         lines.append(
-            f"| {name} | {fmt(finals, 4)} | {mean_std(finals)[0] - mean_std(ref)[0]:+.4f} | "
-            f"{two_se(finals, ref):.4f} | {verdict} | {paired(runs, variants[reference])} |"
+            f"| {name} | {fmt(list(mine.values()), 4)} | "
+            f"{mean_std(list(mine.values()))[0] - mean_std(list(ref.values()))[0]:+.4f} | "
+            f"{t.text()} | {VERDICTS[t.outcome]} |"
         )
     return lines
 
@@ -98,9 +99,8 @@ def comparisons_section(variants: dict[str, list[Run]], baseline: str) -> list[s
     """All pairwise verdicts against the baseline (and against `fully-explored`), not a pick."""
     lines = [
         f"Each variant against the baseline `{baseline}`: the difference of mean final "
-        "validation losses, and twice its standard error over seeds, the gap it must exceed "
-        "(the verdict). The last column pairs runs of the same seed, which share initial "
-        "weights; it is shown, not used for the verdict.",
+        "validation losses and the verdict of a 95% t interval of the difference, paired by "
+        "seed where both ran the seed (same initial weights and data order), Welch otherwise.",
         "",
         *comparison_table(variants, baseline),
         "",
@@ -173,7 +173,7 @@ def claims_table(
         if other not in variants or other == fe:
             continue
         a, b = eff[fe]["final"], eff[other]["final"]
-        verdict = CLAIM_VERDICTS[compare(a, b)]
+        verdict = CLAIM_VERDICTS[compare(finals(variants[fe]), finals(variants[other]))]
         lines.append(
             f"| {claim} | final val loss {fe} {fmt(a, 4)} vs {other} {fmt(b, 4)} | {verdict} |"
         )
@@ -216,9 +216,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md += ["## Does the variance predict the outcome?", "", *ranking_check(folder, variants), ""]
     standard = is_standard(variant_settings(config, baseline))
     md += ["## Claims", "", *claims_table(variants, baseline, eff, standard), ""]
-    md += [
-        "Verdict rule: a mean difference counts when it exceeds twice its standard error over seeds."
-    ]
+    md += [RULE]
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path

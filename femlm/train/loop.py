@@ -153,13 +153,14 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
 
 def _blocks(cfg: TrainConfig, d: distributed.Dist, tokenizer: Any) -> tuple[Any, Any]:
     """The (train, validation) blocks; at least one batch of training blocks."""
+    from femlm.config import VALIDATION_SPLIT_SEED
     from femlm.data.blocks import build_blocks
 
     if not d.main:
         d.barrier()  # rank 0 tokenises first; the others then read its cache
     blocks = build_blocks(
         cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
-        cfg.validation_fraction, seed=0, progress=cfg.progress and d.main,
+        cfg.validation_fraction, seed=VALIDATION_SPLIT_SEED, progress=cfg.progress and d.main,
     )  # fmt: skip
     if d.main:
         d.barrier()
@@ -233,7 +234,9 @@ def _bookkeeping(
             bar.write(f"step {step}: eval loss {ev:.4f} (ppl {ppl:.1f})")
     if cfg.variance_every and step % cfg.variance_every == 0:
         if d.main:
-            metrics.write(step=step, **_variance(run.model, run.tokenizer, run.eval_set, cfg))
+            metrics.write(
+                step=step, **_variance(run.model, run.tokenizer, run.eval_set, cfg).to_row()
+            )
         d.barrier()
     if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
         if d.main:
@@ -325,14 +328,13 @@ def _micro_batches(
         yield collator([f | {"example_index": i} for f, i in zip(features, chunk, strict=True)])
 
 
-def _variance(model: nn.Module, tokenizer: Any, eval_set: Any, cfg: TrainConfig) -> dict:
-    """Point estimates of the variance terms on the first validation sequences."""
+def _variance(model: nn.Module, tokenizer: Any, eval_set: Any, cfg: TrainConfig) -> Any:
+    """Point estimates of the variance terms, probed as the end-of-run probe does."""
     from femlm.variance.analyser import variance_terms
+    from femlm.variance.probe import pick_sequences, probe_views
 
-    n = min(cfg.variance_sequences, len(eval_set))
-    sequences = [torch.tensor(r) for r in eval_set[list(range(n))]["input_ids"]]
-    # The run's K, or the K its rate implies for a one-view baseline.
-    views = cfg.views if cfg.views and cfg.views >= 2 else max(2, round(1 / (cfg.rate or 0.15)))
+    sequences = pick_sequences(eval_set, cfg.variance_sequences, cfg.seed)
+    views = probe_views(cfg.strategy, cfg.views, cfg.rate)
     return variance_terms(model, sequences, tokenizer, views=views, seed=cfg.seed)
 
 

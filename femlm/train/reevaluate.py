@@ -29,7 +29,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Loss of ``run_dir/final`` on the run's fixed evaluation positions, inputs
     replaced as given; written to ``run_dir/eval-mask<m>-random<r>.json``."""
-    from femlm.config import TrainConfig, check_config
+    from femlm.config import VALIDATION_SPLIT_SEED, TrainConfig, check_config
     from femlm.data.blocks import build_blocks
     from femlm.data.tokenizer import load_tokenizer
     from femlm.model import build_model, pick_device
@@ -46,7 +46,7 @@ def evaluate_run(
     tokenizer = load_tokenizer(str(run.final))
     blocks = build_blocks(
         cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
-        cfg.validation_fraction, seed=0, progress=False,
+        cfg.validation_fraction, seed=VALIDATION_SPLIT_SEED, progress=False,
     )  # fmt: skip
     batches = eval_batches_for(cfg, tokenizer, blocks["validation"])
     dev = pick_device(device)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from femlm.config import VarianceConfig
+from femlm.config import VALIDATION_SPLIT_SEED, VarianceConfig
 from femlm.errors import FemlmError
 from femlm.masking.keyed import KeyedGenerator, mix_ints
 from femlm.masking.samplers import apply_replacement, sample_masks
@@ -35,14 +35,28 @@ from femlm.variance.gradients import (
     select_parameters,
     view_batch,
 )
-from femlm.variance.stats import (  # noqa: F401  (format_table: public API)
+from femlm.variance.probe import (
+    DEFAULT_VALIDATION_FRACTION,
+    DEFAULT_VIEWS,
+    pick_sequences,
+    probe_config,
+)
+from femlm.variance.results import Estimate, ProbeTerms, VarianceResult
+from femlm.variance.stats import (
+    Arm,
+    Measurement,
+    Part,
+    arm_of,
+    assemble,
     bootstrap,
     finish_hamming,
     finish_moments,
-    format_table,
-    recommendation,
+    plan_arms,
     summarise,
 )
+from femlm.variance.table import format_table, recommendation
+
+__all__ = ["VarianceConfig", "analyse", "format_table", "measure", "run_variance", "variance_terms"]
 
 # Settings of the 80/10/10 replacement: as configured, and every chosen token -> [MASK].
 SETTINGS = ("configured", "mask_only")
@@ -59,7 +73,7 @@ def strategy_list(strategies: Sequence[str]) -> list[str]:
 def draw_views(
     ids: Tensor,
     maskable: Tensor,
-    strategy: str,
+    arm: Arm,
     cfg: VarianceConfig,
     vocab: Vocab,
     key: int,
@@ -71,8 +85,8 @@ def draw_views(
     on the replacement setting, so both settings see the same positions.
     ``word_ids`` (``[L]``) make word-level strategies mask words, as in training.
     """
-    R, K = cfg.draws, cfg.views
-    rate = None if strategy in FULLY_EXPLORED else cfg.rate
+    R, K, strategy = cfg.draws, cfg.views, arm.strategy
+    rate = None if strategy in FULLY_EXPLORED else arm.rate
     draws = torch.arange(R)
     tag = STRATEGIES.index(strategy)
     gen = KeyedGenerator(mix_ints(cfg.seed, 1, tag, key, draws))
@@ -165,44 +179,43 @@ def measure(
     tokenizer: Any,
     cfg: VarianceConfig,
     hamming: bool = True,
-) -> dict[str, Any]:
-    """Per-sequence moments for every (strategy, setting) and the Hamming curve.
-
-    Returns ``parts[(strategy, setting)] = {"mv": [S], "s2": [S], "gram": [S, S]}``
-    (``gram``: inner products of the sequences' mean gradients), plus
-    ``parts["hamming"] = {"s2": [S], "cov": [S, levels]}`` and ``"info"``.
-    """
+) -> Measurement:
+    """Per-sequence moments of every arm (:func:`plan_arms`) with the configured
+    replacement and with all ``[MASK]``, and the Hamming curve."""
     if cfg.draws < 2 or len(sequences) < 3 or cfg.views < 2:
         raise FemlmError("the analysis needs at least 2 draws, 2 views and 3 probe sequences")
     vocab = Vocab.of(tokenizer)
     # Masks are drawn on the CPU; ViewGradients moves each chunk to the model's device.
     sequences = [torch.as_tensor(s, dtype=torch.long).cpu() for s in sequences]
-    strategies = strategy_list(cfg.strategies)
-    words = _word_ids(tokenizer, sequences) if set(strategies) & set(WORD_LEVEL) else None
+    arms = plan_arms(strategy_list(cfg.strategies), cfg.views, cfg.rate)
+    m = Measurement({}, {})
+    strategies = {arm.strategy for arm in arms}
+    words = _word_ids(tokenizer, sequences) if strategies & set(WORD_LEVEL) else None
     with analysis_mode(model):
         grad_fn = ViewGradients(model, select_parameters(model, cfg.params), cfg.grad_mode)
         size, overlaps = hamming_plan(sequences, vocab, cfg)
-        total = _total_views(len(sequences), len(strategies), cfg, len(overlaps) if hamming else 0)
+        total = _total_views(len(sequences), len(arms), cfg, len(overlaps) if hamming else 0)
         _announce(grad_fn, sequences[0], vocab, cfg, total, len(sequences))
         bar = _bar(total, cfg.progress)
-        parts: dict[Any, Any] = {}
-        for strategy in strategies:
-            for setting in SETTINGS:
-                parts[strategy, setting] = _strategy_part(
-                    grad_fn, sequences, words, strategy, setting, vocab, cfg, bar
-                )
+        for arm in arms:
+            m.configured[arm] = _arm_part(grad_fn, sequences, words, arm, cfg, vocab, bar)
+            bare = dataclasses.replace(cfg, mask_prob=1.0, random_prob=0.0)
+            m.mask_only[arm] = _arm_part(grad_fn, sequences, words, arm, bare, vocab, bar)
         if hamming:
-            parts["hamming"] = _hamming_part(grad_fn, sequences, size, overlaps, vocab, cfg, bar)
+            m.hamming_s2, m.hamming_cov = _hamming_part(
+                grad_fn, sequences, size, overlaps, vocab, cfg, bar
+            )
         bar.close()
     distances = [2 * (size - o) for o in overlaps] if hamming else []
-    parts["info"] = {
+    m.info = {
         "parameters": grad_fn.size,
         "grad_mode": grad_fn.mode,
         "ms_per_view": {k: round(v * 1e3, 2) for k, v in grad_fn.timings.items()},
         "hamming_size": size,
         "distances": distances,
+        "arms": [dataclasses.asdict(a) for a in arms],
     }
-    return parts
+    return m
 
 
 def _word_ids(tokenizer: Any, sequences: Sequence[Tensor]) -> list[Tensor]:
@@ -213,27 +226,21 @@ def _word_ids(tokenizer: Any, sequences: Sequence[Tensor]) -> list[Tensor]:
     return [torch.from_numpy(starts.word_ids(s.numpy())).long() for s in sequences]
 
 
-def _strategy_part(
-    grad_fn, sequences, words, strategy, setting, vocab, cfg, bar
-) -> dict[str, Tensor]:
-    run = (
-        cfg if setting == "configured" else dataclasses.replace(cfg, mask_prob=1.0, random_prob=0.0)
-    )
+def _arm_part(grad_fn, sequences, words, arm, run, vocab, bar) -> Part:
     mv, s2, means = [], [], []
     for key, ids in enumerate(sequences):
-        word_ids = words[key] if words is not None and strategy in WORD_LEVEL else None
-        maskable = maskable_of(ids, vocab)
-        masks, corrupted = draw_views(ids, maskable, strategy, run, vocab, key, word_ids)
-        m, s, mean = sequence_moments(grad_fn, ids, masks, corrupted, max(1, cfg.chunk_draws), bar)
+        word_ids = words[key] if words is not None and arm.strategy in WORD_LEVEL else None
+        masks, corrupted = draw_views(ids, maskable_of(ids, vocab), arm, run, vocab, key, word_ids)
+        m, s, mean = sequence_moments(grad_fn, ids, masks, corrupted, max(1, run.chunk_draws), bar)
         mv.append(m)
         s2.append(s)
         means.append(mean)
     stacked = torch.stack(means)
     gram = (stacked @ stacked.T).cpu()
-    return {"mv": _f64(mv), "s2": _f64(s2), "gram": gram}
+    return Part(_f64(mv), _f64(s2), gram)
 
 
-def _hamming_part(grad_fn, sequences, size, overlaps, vocab, cfg, bar) -> dict[str, Tensor]:
+def _hamming_part(grad_fn, sequences, size, overlaps, vocab, cfg, bar) -> tuple[Tensor, Tensor]:
     s2, cov = [], []
     for key, ids in enumerate(sequences):
         gen = torch.Generator().manual_seed(int(mix_ints(cfg.seed, 3, key)) & (2**62 - 1))
@@ -241,17 +248,15 @@ def _hamming_part(grad_fn, sequences, size, overlaps, vocab, cfg, bar) -> dict[s
         s, c = sequence_hamming(grad_fn, ids, masks, vocab, cfg, gen, bar)
         s2.append(s)
         cov.append(c)
-    return {"s2": _f64(s2), "cov": torch.stack(cov).cpu()}
+    return _f64(s2), torch.stack(cov).cpu()
 
 
 def _f64(values: list[float]) -> Tensor:
     return torch.tensor(values, dtype=torch.float64)
 
 
-def _total_views(n_seq: int, n_strategies: int, cfg: VarianceConfig, levels: int) -> int:
-    return n_seq * (
-        n_strategies * len(SETTINGS) * cfg.draws * cfg.views + levels * cfg.hamming_pairs * 2
-    )
+def _total_views(n_seq: int, n_arms: int, cfg: VarianceConfig, levels: int) -> int:
+    return n_seq * (n_arms * len(SETTINGS) * cfg.draws * cfg.views + levels * cfg.hamming_pairs * 2)
 
 
 def _announce(
@@ -260,7 +265,8 @@ def _announce(
     """Time one chunk (choosing vmap or loop when ``auto``) and print the estimate."""
     import time
 
-    masks, corrupted = draw_views(ids, maskable_of(ids, vocab), "random", cfg, vocab, -1)
+    arm = arm_of("random", cfg.views, cfg.rate)
+    masks, corrupted = draw_views(ids, maskable_of(ids, vocab), arm, cfg, vocab, -1)
     k = max(1, cfg.chunk_draws)
     batch = view_batch(ids, corrupted[:k].flatten(0, 1), masks[:k].flatten(0, 1))
     grad_fn(batch)
@@ -285,24 +291,21 @@ def _bar(total: int, enabled: bool) -> Any:
 
 def analyse(
     model: nn.Module, sequences: Sequence[Tensor], tokenizer: Any, cfg: VarianceConfig
-) -> dict[str, Any]:
-    """The full analysis of one model on given probe sequences: the JSON-able result."""
+) -> VarianceResult:
+    """The full analysis of one model on given probe sequences."""
     import time
 
     start = time.perf_counter()
-    parts = measure(model, sequences, tokenizer, cfg)
-    info = parts["info"]
-    strategies = strategy_list(cfg.strategies)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    estimates = bootstrap(parts, strategies, cfg, gen)
-    info |= {"sequences": len(sequences), "seconds": round(time.perf_counter() - start, 1)}
-    return {
-        "config": dataclasses.asdict(cfg),
-        "setup": info,
-        "strategies": strategies,
-        "estimates": estimates,
-        "recommendation": recommendation(estimates, strategies, cfg.views, cfg.batch_size),
-    }
+    cfg = _with_views(cfg)
+    m = measure(model, sequences, tokenizer, cfg)
+    result = bootstrap(
+        m, strategy_list(cfg.strategies), cfg, torch.Generator().manual_seed(cfg.seed)
+    )
+    result.hamming_size = m.info["hamming_size"]
+    m.info |= {"sequences": len(sequences), "seconds": round(time.perf_counter() - start, 1)}
+    result.config, result.setup = dataclasses.asdict(cfg), m.info
+    result.recommendation = recommendation(result)
+    return result
 
 
 def variance_terms(
@@ -311,20 +314,32 @@ def variance_terms(
     tokenizer: Any,
     cfg: VarianceConfig | None = None,
     **overrides: Any,
-) -> dict[str, float]:
+) -> ProbeTerms:
     """Point estimates only (no intervals, no Hamming curve), cheap enough for
-    every N training steps: a flat ``{"fully-explored.ratio": ..., ...}``.
+    every N training steps: fully-explored against K independent random views
+    and against one random view of B*K sequences, all at rate 1/K.
 
     Defaults: ``random`` and ``fully-explored``, 4 draws, no progress output.
     Pass the unwrapped model (not DDP); its train/eval mode is restored.
     """
     base = cfg or VarianceConfig(strategies=["random", "fully-explored"], draws=4, progress=False)
-    run = dataclasses.replace(base, **overrides)
-    parts = measure(model, sequences, tokenizer, run, hamming=False)
-    idx = torch.arange(len(sequences))
-    return summarise(
-        parts, idx, strategy_list(run.strategies), run.views, run.draws, run.batch_size
+    run = _with_views(dataclasses.replace(base, **overrides))
+    m = measure(model, sequences, tokenizer, run, hamming=False)
+    strategies = strategy_list(run.strategies)
+    args = (strategies, run.views, run.draws, run.batch_size, run.rate)
+    flat = summarise(m, torch.arange(len(sequences)), *args)
+    result = assemble(
+        {k: Estimate(v) for k, v in flat.items()}, *args[:2], run.batch_size, run.rate
     )
+    fe, c = result.terms("fully-explored"), result.comparison("fully-explored")
+    return ProbeTerms(
+        run.views, fe.ratio.value, fe.ratio_no_replacement.value, c.v_data.value,
+        c.sigma2.value, c.step_var_ratio.value, c.break_even_v_data.value,
+    )  # fmt: skip
+
+
+def _with_views(cfg: VarianceConfig) -> VarianceConfig:
+    return cfg if cfg.views is not None else dataclasses.replace(cfg, views=DEFAULT_VIEWS)
 
 
 def load_probe(cfg: VarianceConfig) -> tuple[nn.Module, Any, list[Tensor]]:
@@ -340,44 +355,40 @@ def load_probe(cfg: VarianceConfig) -> tuple[nn.Module, Any, list[Tensor]]:
             "no probe data: pass --data FILE ... (text, JSONL, Parquet or a saved dataset)"
         )
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
-    blocks = build_blocks(
-        cfg.data,
-        tokenizer,
-        cfg.max_length,
-        cfg.cache_dir,
-        cfg.text_field,
-        cfg.validation_fraction,
-        cfg.seed,
+    fraction = (
+        DEFAULT_VALIDATION_FRACTION if cfg.validation_fraction is None else cfg.validation_fraction
     )
+    blocks = build_blocks(
+        cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field, fraction,
+        VALIDATION_SPLIT_SEED,
+    )  # fmt: skip
     if cfg.split not in blocks or len(blocks[cfg.split]) < 3:
         raise FemlmError(
             f"split {cfg.split!r} holds fewer than 3 sequences; use more data or --split train"
         )
-    rows = blocks[cfg.split]
-    pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(cfg.seed))[
-        : cfg.sequences
-    ]
-    sequences = [torch.tensor(rows[int(i)]["input_ids"], dtype=torch.long) for i in pick]
+    sequences = pick_sequences(blocks[cfg.split], cfg.sequences, cfg.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, tokenizer, cfg.max_length, dropout=0.0)
     return model, tokenizer, sequences
 
 
-def run_variance(cfg: VarianceConfig) -> dict[str, Any]:
+def run_variance(cfg: VarianceConfig) -> VarianceResult:
     """``femlm variance``: analyse, write ``variance.json`` and the plots, return the result."""
     from femlm.model import pick_device
     from femlm.variance.plots import plot_hamming, plot_variance
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    cfg = probe_config(cfg)
     model, tokenizer, sequences = load_probe(cfg)
     device = pick_device(cfg.device)
     model.to(device)
     result = analyse(model, sequences, tokenizer, cfg)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "variance.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(result.to_json(), indent=2) + "\n"
+    (out / "variance.json").write_text(text, encoding="utf-8")
     plot_variance(result, out / "variance_by_strategy.png")
     plot_hamming(result, out / "covariance_vs_hamming.png")
     return result

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from femlm.variance.results import Estimate, VarianceResult
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -15,49 +17,54 @@ def _pyplot() -> Any:
     return plt
 
 
-def _errors(
-    est: dict[str, dict[str, float]], keys: list[str]
-) -> tuple[list[float], list[list[float]]]:
-    values = [est[k]["value"] for k in keys]
-    low = [max(0.0, v - est[k]["low"]) for v, k in zip(values, keys, strict=True)]
-    high = [max(0.0, est[k]["high"] - v) for v, k in zip(values, keys, strict=True)]
+def _errors(estimates: list[Estimate]) -> tuple[list[float], list[list[float]]]:
+    values = [e.value for e in estimates]
+    low = [max(0.0, e.value - e.low) for e in estimates]
+    high = [max(0.0, e.high - e.value) for e in estimates]
     return values, [low, high]
 
 
-def plot_variance(result: dict[str, Any], path: str | Path) -> None:
-    """Mask variance by strategy (with and without replacement) and step variances."""
+def plot_variance(result: VarianceResult, path: str | Path) -> None:
+    """Mask variance by strategy (with and without replacement), and each K-view
+    strategy's step variance beside its one-view baseline's."""
     plt = _pyplot()
-    est, names = result["estimates"], result["strategies"]
+    names = [t.strategy for t in result.strategies]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     x = list(range(len(names)))
-    for shift, suffix, label in (
-        (-0.2, "maskvar", "80/10/10 replacement"),
-        (0.2, "maskvar_no_replacement", "all [MASK]"),
+    for shift, label, values in (
+        (-0.2, "80/10/10 replacement", [t.maskvar for t in result.strategies]),
+        (0.2, "all [MASK]", [t.maskvar_no_replacement for t in result.strategies]),
     ):
-        values, err = _errors(est, [f"{s}.{suffix}" for s in names])
-        left.bar([i + shift for i in x], values, 0.4, yerr=err, capsize=3, label=label)
+        heights, err = _errors(values)
+        left.bar([i + shift for i in x], heights, 0.4, yerr=err, capsize=3, label=label)
     left.set_xticks(x, names, rotation=20, ha="right")
     left.set_ylabel("mask variance of the K-view mean")
     left.legend()
-    keys = [f"{s}.step_var" for s in names] + ["standard.step_var"]
-    values, err = _errors(est, keys)
-    right.bar(range(len(keys)), values, yerr=err, capsize=3, color="tab:gray")
-    right.set_xticks(range(len(keys)), [*names, "standard (B*K x 1)"], rotation=20, ha="right")
+    x = list(range(len(result.comparisons)))
+    for shift, label, values in (
+        (-0.2, "K views of B sequences", [c.step_var for c in result.comparisons]),
+        (0.2, "one view of B*K (baseline)", [c.baseline_step_var for c in result.comparisons]),
+    ):
+        heights, err = _errors(values)
+        right.bar([i + shift for i in x], heights, 0.4, yerr=err, capsize=3, label=label)
+    ticks = [f"{c.strategy}\nvs {c.baseline}" for c in result.comparisons]
+    right.set_xticks(x, ticks, rotation=20, ha="right")
     right.set_ylabel("implied step variance, equal compute")
+    right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_hamming(result: dict[str, Any], path: str | Path) -> None:
+def plot_hamming(result: VarianceResult, path: str | Path) -> None:
     """Normalised covariance of two views' centred gradients vs their Hamming distance."""
     plt = _pyplot()
-    est, dist = result["estimates"], result["setup"]["distances"]
-    values, err = _errors(est, [f"hamming.d{d}" for d in dist])
+    dist = list(result.hamming)
+    values, err = _errors(list(result.hamming.values()))
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.errorbar(dist, values, yerr=err, marker="o", capsize=3)
     ax.axhline(0.0, color="gray", lw=0.8)
-    ax.set_xlabel(f"Hamming distance between masks (size m = {result['setup']['hamming_size']})")
+    ax.set_xlabel(f"Hamming distance between masks (size m = {result.hamming_size})")
     ax.set_ylabel("covariance / sigma2")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

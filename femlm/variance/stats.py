@@ -9,12 +9,21 @@ draw's K-view sum.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from femlm.masking.strategies import FULLY_EXPLORED
+from femlm.variance.results import (
+    Comparison,
+    Estimate,
+    StrategyTerms,
+    VarianceResult,
+    baseline_of,
+)
 
 
 def finish_moments(T: Tensor, A: float, D: float, R: int, K: int) -> tuple[float, float, Tensor]:
@@ -75,129 +84,155 @@ def v_data(gram: Tensor, mv: Tensor, idx: Tensor, R: int, resampled: bool = Fals
     return spread - mv[idx].mean() / R
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One masking distribution the analyser measures: K views of ``strategy`` at ``rate``."""
+
+    strategy: str
+    rate: float
+
+
+@dataclass
+class Part:
+    """Per-sequence moments of one arm under one replacement setting: mask variance
+    of the K-view mean ``mv [S]``, one view's variance ``s2 [S]`` and the Gram
+    matrix of the sequences' mean gradients ``gram [S, S]``."""
+
+    mv: Tensor
+    s2: Tensor
+    gram: Tensor
+
+
+@dataclass
+class Measurement:
+    """What :func:`femlm.variance.analyser.measure` returns: per arm the parts with the
+    configured replacement and with every chosen token shown as ``[MASK]``, and
+    the Hamming curve's per-sequence ``s2 [S]`` and ``cov [S, levels]``."""
+
+    configured: dict[Arm, Part]
+    mask_only: dict[Arm, Part]
+    hamming_s2: Tensor | None = None
+    hamming_cov: Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+
+def arm_of(strategy: str, views: int, rate: float | None) -> Arm:
+    """The fully-explored family masks 1/K of the tokens per view; the others ``rate``
+    (default 1/K too, so each K-view strategy meets a baseline of its own marginal)."""
+    return Arm(strategy, 1 / views if strategy in FULLY_EXPLORED or rate is None else rate)
+
+
+def plan_arms(strategies: Sequence[str], views: int, rate: float | None) -> list[Arm]:
+    """The shown strategies' arms, each one's one-view baseline and the independent
+    random views at its rate (the mask-variance ratio's denominator), once each."""
+    arms = []
+    for s in strategies:
+        a = arm_of(s, views, rate)
+        arms += [a, Arm(baseline_of(s), a.rate), Arm("random", a.rate)]
+    return list(dict.fromkeys(arms))
+
+
+Flat = dict[tuple, float]
+
+
 def summarise(
-    parts: dict[Any, Any],
+    m: Measurement,
     idx: Tensor,
     strategies: Sequence[str],
     K: int,
     R: int,
     B: int,
+    rate: float | None = None,
     resampled: bool = False,
-) -> dict[str, float]:
-    """Every reported number for the sequences ``idx`` (all of them, or a bootstrap resample)."""
-    out: dict[str, float] = {}
+) -> Flat:
+    """Every reported number for the sequences ``idx`` (all of them, or a bootstrap
+    resample), keyed ``("arm" | "cmp", strategy, field)`` or ``("ham", distance)``.
+
+    Each comparison pools V_data over the arms that share its baseline (the same
+    marginal mask distribution, so the same mask-averaged gradient): both sides
+    then use one V_data, and the step-variance verdict and the break-even verdict
+    are one inequality (docs/theory.md, section 4)."""
+    own = {}
+    for arm in plan_arms(strategies, K, rate):
+        cfg, bare = m.configured[arm], m.mask_only[arm]
+        own[arm] = (
+            cfg.mv[idx].mean(), bare.mv[idx].mean(), cfg.s2[idx].mean(),
+            v_data(cfg.gram, cfg.mv, idx, R, resampled),
+        )  # fmt: skip
+    members: dict[Arm, set[Arm]] = {}
     for s in strategies:
-        cfg, bare = parts[s, "configured"], parts[s, "mask_only"]
-        mv, mv1 = cfg["mv"][idx].mean(), bare["mv"][idx].mean()
-        s2, vd = cfg["s2"][idx].mean(), v_data(cfg["gram"], cfg["mv"], idx, R, resampled)
-        out |= {
-            f"{s}.maskvar": mv, f"{s}.maskvar_no_replacement": mv1,
-            f"{s}.replacement_share": (mv - mv1) / mv, f"{s}.sigma2": s2,
-            f"{s}.C": (mv - s2 / K) / (1 - 1 / K), f"{s}.v_data": vd, f"{s}.step_var": (vd + mv) / B,
-        }  # fmt: skip
-    vd, s2 = out["random.v_data"], out["random.sigma2"]
-    out |= {"v_data": vd, "sigma2": s2, "standard.step_var": (vd + s2) / (B * K)}
-    out["random.maskvar_times_K_over_sigma2"] = out["random.maskvar"] * K / s2
+        a = arm_of(s, K, rate)
+        members.setdefault(Arm(baseline_of(s), a.rate), set()).update({a})
+    out: Flat = {}
     for s in strategies:
-        out[f"{s}.ratio"] = out[f"{s}.maskvar"] / out["random.maskvar"]
-        out[f"{s}.ratio_no_replacement"] = (
-            out[f"{s}.maskvar_no_replacement"] / out["random.maskvar_no_replacement"]
+        a = arm_of(s, K, rate)
+        mv, mv1, s2, vd = own[a]
+        rmv, rmv1 = own[Arm("random", a.rate)][:2]
+        values = (
+            mv,
+            mv1,
+            (mv - mv1) / mv,
+            s2,
+            (mv - s2 / K) / (1 - 1 / K),
+            vd,
+            mv / rmv,
+            mv1 / rmv1,
         )
-        out[f"{s}.step_var_vs_standard"] = out[f"{s}.step_var"] / out["standard.step_var"]
-        # FE-type strategy beats standard iff V_data < (sigma2 - K * maskvar) / (K - 1).
-        out[f"{s}.break_even_v_data"] = (s2 - K * out[f"{s}.maskvar"]) / (K - 1)
-    if "hamming" in parts:
-        h = parts["hamming"]
-        hs2 = h["s2"][idx].mean()
-        out["hamming.sigma2"] = hs2
-        for d, c in zip(parts["info"]["distances"], h["cov"][idx].mean(0), strict=True):
-            out[f"hamming.d{d}"] = c / hs2
+        out |= {("arm", s, f.name): v for f, v in zip(_ARM_FIELDS, values, strict=True)}
+        b = Arm(baseline_of(s), a.rate)
+        pool = [own[x][3] for x in sorted(members[b] | {b}, key=str)]
+        v, bs2 = sum(pool) / len(pool), own[b][2]
+        step, base = (v + mv) / B, (v + bs2) / (B * K)
+        values = (v, bs2, step, base, step / base, (bs2 - K * mv) / (K - 1))
+        out |= {("cmp", s, f.name): x for f, x in zip(_CMP_FIELDS, values, strict=True)}
+    if m.hamming_s2 is not None:
+        hs2 = m.hamming_s2[idx].mean()
+        for d, c in zip(m.info["distances"], m.hamming_cov[idx].mean(0), strict=True):
+            out["ham", d] = c / hs2
     return {k: float(v) for k, v in out.items()}
 
 
+_ARM_FIELDS = [f for f in fields(StrategyTerms) if f.name not in ("strategy", "rate")]
+_CMP_FIELDS = [f for f in fields(Comparison) if f.name not in ("strategy", "baseline", "rate")]
+
+
+def assemble(
+    est: dict[tuple, Estimate], strategies: Sequence[str], K: int, B: int, rate: float | None
+) -> VarianceResult:
+    """The typed result from :func:`summarise`'s keys (with or without intervals)."""
+    terms, comps = [], []
+    for s in strategies:
+        r = arm_of(s, K, rate).rate
+        terms.append(StrategyTerms(s, r, *(est["arm", s, f.name] for f in _ARM_FIELDS)))
+        comps.append(
+            Comparison(s, baseline_of(s), r, *(est["cmp", s, f.name] for f in _CMP_FIELDS))
+        )
+    hamming = {k[1]: e for k, e in est.items() if k[0] == "ham"}
+    return VarianceResult(K, B, terms, comps, hamming=hamming)
+
+
 def bootstrap(
-    parts: dict[Any, Any], strategies: Sequence[str], cfg: Any, gen: torch.Generator
-) -> dict[str, dict[str, float]]:
+    m: Measurement, strategies: Sequence[str], cfg: Any, gen: torch.Generator
+) -> VarianceResult:
     """Point estimates with percentile intervals from resampling sequences.
 
     Sequences are the independent units; draws within a sequence are not
     resampled (their noise is part of each sequence's estimate, so it is in
     the spread of the resampled means).
     """
-    S = len(parts["random", "configured"]["mv"])
-    args = (strategies, cfg.views, cfg.draws, cfg.batch_size)
-    point = summarise(parts, torch.arange(S), *args)
+    S = len(next(iter(m.configured.values())).mv)
+    args = (strategies, cfg.views, cfg.draws, cfg.batch_size, cfg.rate)
+    point = summarise(m, torch.arange(S), *args)
     samples = [
-        summarise(parts, torch.randint(S, (S,), generator=gen), *args, resampled=True)
+        summarise(m, torch.randint(S, (S,), generator=gen), *args, resampled=True)
         for _ in range(cfg.bootstrap)
     ]
     alpha = (1 - cfg.confidence) / 2
+    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
     out = {}
     for key, value in point.items():
         values = torch.tensor([s[key] for s in samples], dtype=torch.float64)
         values = values[values.isfinite()]
-        low, high = (
-            torch.quantile(values, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
-            if len(values)
-            else (float("nan"),) * 2
-        )
-        out[key] = {"value": value, "low": low, "high": high}
-    return out
-
-
-def recommendation(
-    est: dict[str, dict[str, float]], strategies: Sequence[str], K: int, B: int
-) -> str:
-    """Which strategy has the lowest implied step variance at equal compute, and why."""
-    steps = {s: est[f"{s}.step_var"]["value"] for s in strategies}
-    steps[f"standard random (B*K={B * K} sequences x 1 view)"] = est["standard.step_var"]["value"]
-    best = min(steps, key=steps.get)
-    vd, s2 = est["v_data"]["value"], est["sigma2"]["value"]
-    fe = est["fully-explored.break_even_v_data"]["value"]
-    if best.startswith("standard"):
-        why = (
-            f"V_data ({vd:.3g}) is large next to the mask variance: standard masking divides it by "
-            f"B*K distinct sequences, K-view strategies only by B. Fully-explored would win only "
-            f"below V_data = {fe:.3g}; prefer it when distinct sequences are scarce (small corpus, many epochs)"
-        )
-    else:
-        rel = est[f"{best}.step_var_vs_standard"]
-        sure = "clearly" if rel["high"] < 1 else "but its interval overlaps standard's"
-        why = (
-            f"its disjoint masks cut the mask variance and V_data ({vd:.3g}) is below the break-even "
-            f"{est[f'{best}.break_even_v_data']['value']:.3g} (sigma2 = {s2:.3g}); step variance "
-            f"{rel['value']:.2f}x standard's, {sure}"
-        )
-    return f"lowest step variance at equal compute (B={B}, K={K}): {best}, because {why}."
-
-
-def _ci(e: dict[str, float], digits: int = 3) -> str:
-    def fmt(x: float) -> str:
-        return "nan" if math.isnan(x) else f"{x:.{digits}g}"
-
-    return f"{fmt(e['value'])} [{fmt(e['low'])}, {fmt(e['high'])}]"
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """A short table; the last line is the fully-explored / random mask-variance ratio."""
-    est, K = result["estimates"], result["config"]["views"]
-    cols = ("mask var (K-view mean)", "/ random", "/ random, all [MASK]", "replacement share")
-    cols += ("step var", "/ standard")
-    lines = [f"{'strategy':<20}" + " ".join(f"{c:<29}" for c in cols).rstrip()]
-    for s in result["strategies"]:
-        keys = ("maskvar", "ratio", "ratio_no_replacement", "replacement_share", "step_var")
-        keys += ("step_var_vs_standard",)
-        lines.append(f"{s:<20}" + " ".join(f"{_ci(est[f'{s}.{k}']):<29}" for k in keys).rstrip())
-    lines.append(
-        f"V_data {_ci(est['v_data'])}   sigma2 {_ci(est['sigma2'])}   standard step var {_ci(est['standard.step_var'])}"
-    )
-    dist = result["setup"]["distances"]
-    curve = ", ".join(f"{d}: {est[f'hamming.d{d}']['value']:.2f}" for d in dist)
-    lines.append(
-        f"covariance / sigma2 by Hamming distance (m={result['setup']['hamming_size']}): {curve}"
-    )
-    lines.append(result["recommendation"])
-    lines.append(
-        f"fully-explored / random mask-variance ratio (K={K}): {_ci(est['fully-explored.ratio'])}"
-    )
-    return "\n".join(lines)
+        low, high = torch.quantile(values, q).tolist() if len(values) else (float("nan"),) * 2
+        out[key] = Estimate(value, low, high)
+    return assemble(out, strategies, cfg.views, cfg.batch_size, cfg.rate)

@@ -1,0 +1,96 @@
+"""The committed results regenerate from the committed files (docs/results)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = sorted(p.parent.name for p in (ROOT / "docs" / "results").glob("*/report.md"))
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "recompute_verdicts", ROOT / "scripts" / "recompute_verdicts.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_finals_json_is_what_the_report_holds_and_verdicts_follow_from_it(grid):
+    script, folder = _script(), ROOT / "docs" / "results" / grid
+    committed = json.loads((folder / "finals.json").read_text())
+    assert script.extract(folder / "report.md") == committed
+    lines, _ = script.render(grid, committed)
+    assert (folder / "verdicts.md").read_text() == "\n".join(lines) + "\n"
+
+
+def test_the_changed_verdicts_list_is_complete():
+    script = _script()
+    changed = []
+    for grid in GRIDS:
+        data = json.loads((ROOT / "docs" / "results" / grid / "finals.json").read_text())
+        changed += script.render(grid, data)[1]
+    text = (ROOT / "docs" / "results" / "verdicts.md").read_text()
+    assert [line for line in text.splitlines() if line.startswith("| ") and "|---" not in line][
+        1:
+    ] == changed
+
+
+def test_a_report_row_becomes_a_paired_verdict():
+    script = _script()
+    # long6k: FE vs standard, +0.5018 with paired 2 SE 0.4082 over 5 seeds: the old rule
+    # (2 SE 0.4481) called it a loss; t(0.975, 4 df) = 2.776 widens it to +-0.567.
+    row = {"a_stats": [5.9088, 0.3816, 5], "b_stats": [5.407, 0.3246, 5],
+           "paired": [0.5018, 0.4082, 5, 1]}  # fmt: skip
+    v = script.verdict(row)
+    assert v.text() == "+0.5018 ± 0.5667 (paired t, 4 df), lower in 1 of 5"
+    assert v.outcome == "tie"
+
+
+def _summary_table() -> str:
+    text = (ROOT / "docs" / "results.md").read_text()
+    return text.split("## Where fully-explored masking wins, ties and loses")[1].split("\n## ")[0]
+
+
+def _reports() -> str:
+    return "\n".join(p.read_text() for p in sorted((ROOT / "docs" / "results").glob("*/report.md")))
+
+
+def test_every_loss_in_the_summary_table_is_a_reports_number():
+    import re
+
+    reports = _reports()
+    # unsigned: a variant's mean +- sd (signed ones are paired intervals, checked below)
+    found = re.findall(r"(?<![-+\d.])(\d+\.\d{4}) \+- (\d+\.\d{4})", _summary_table())
+    assert len(found) > 20
+    missing = [f"{m} +- {s}" for m, s in found if f"{m} ± {s} (n=" not in reports]
+    assert not missing, missing
+
+
+def test_every_ratio_in_the_summary_table_is_a_reports_number():
+    import re
+
+    reports = _reports()
+    found = re.findall(r"(\d+\.\d+ \[\d+\.\d+, \d+\.\d+\])", _summary_table())
+    assert len(found) > 15
+    missing = [x for x in found if x not in reports]
+    assert not missing, missing
+
+
+def test_every_changed_verdict_in_the_summary_table_matches_verdicts_md():
+    import re
+
+    # "+0.5018 +- 0.5667": each paired interval the table quotes is one the script gave.
+    changed = (ROOT / "docs" / "results" / "verdicts.md").read_text()
+    quoted = re.findall(r"([+-]\d\.\d{4}) \+- (\d\.\d{4})", _summary_table())
+    assert len(quoted) >= 8
+    for diff, half in quoted:
+        # the table gives FE minus the other; verdicts.md may list the other way round
+        flipped = {"+": "-", "-": "+"}[diff[0]] + diff[1:]
+        assert any(f"{d} ± {half} (paired t, " in changed for d in (diff, flipped)), (diff, half)
