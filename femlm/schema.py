@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,62 @@ def setting(
     required: bool = False,
     choices: tuple | None = None,
     repeatable: bool = False,
+    bounds: Bounds | None = None,
 ) -> Any:
-    """A dataclass field with its help text and how it appears on the command line
-    (a list flag given twice keeps the last unless ``repeatable``)."""
+    """A dataclass field with its help text, how it appears on the command line (a
+    list flag given twice keeps the last unless ``repeatable``) and the range of
+    numbers it accepts (checked by :func:`check_bounds`)."""
     meta = {"help": help, "positional": positional, "required": required, "choices": choices}
-    meta["repeatable"] = repeatable
+    meta |= {"repeatable": repeatable, "bounds": bounds}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A numeric range: ``low``/``high`` (None: unbounded), each end open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        return self.high is None or (x < self.high if self.high_open else x <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+POSITIVE = Bounds(low=1)  # counts: at least one
+NON_NEGATIVE = Bounds(low=0)  # 0 usually means "never" or "off"
+PROBABILITY = Bounds(0, 1)
+FRACTION = Bounds(0, 1, low_open=True, high_open=True)
+
+
+def check_bounds(config: Any) -> None:
+    """FemlmError naming the first field whose number is outside its :class:`Bounds`;
+    every config dataclass calls it after construction, from files and flags alike."""
+    for f in dataclasses.fields(config):
+        bounds, value = f.metadata.get("bounds"), getattr(config, f.name)
+        if bounds is None or value is None:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or math.isnan(v)
+                or v not in bounds
+            ):
+                raise FemlmError(f"{f.name} must be {bounds}, got {value!r}")
 
 
 def base_type(tp: Any) -> Any:

@@ -131,4 +131,4 @@ def test_only_bad_input_becomes_a_one_line_error(monkeypatch, capsys):
         main(["mask", "some text"])
     monkeypatch.undo()
     assert main(["mask", "some text", "--rate", "1.5"]) == 2
-    assert capsys.readouterr().err.startswith("femlm: error: mask rate")
+    assert capsys.readouterr().err.startswith("femlm: error: rate must be in (0, 1)")
