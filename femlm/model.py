@@ -127,19 +127,11 @@ def quiet_transformers() -> Iterator[None]:
 def _from_checkpoint(
     path: str, tokenizer: Any, max_length: int, dropout: float | None
 ) -> nn.Module:
-    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers import AutoModelForMaskedLM
 
-    try:
-        with quiet_transformers():
-            config = AutoConfig.from_pretrained(path, local_files_only=True)
-            set_dropout(config, dropout)
-            model, info = AutoModelForMaskedLM.from_pretrained(
-                path, config=config, local_files_only=True, output_loading_info=True
-            )
-    except (OSError, ValueError, KeyError) as err:
-        raise FemlmError(
-            f"cannot load a masked-LM from {path!r}: {str(err).splitlines()[0]}"
-        ) from None
+    config = local_config(path, "a masked-LM")
+    set_dropout(config, dropout)
+    model, info = local_weights(AutoModelForMaskedLM, path, config, "a masked-LM")
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise FemlmError(
             f"the tokenizer has {len(tokenizer)} tokens but {path!r} embeds only "
@@ -160,6 +152,36 @@ def _from_checkpoint(
         )
     model.tie_weights()
     return model
+
+
+def local_config(path: str, what: str) -> Any:
+    """The ``config.json`` of a local model folder, or a one-line FemlmError."""
+    from transformers import AutoConfig
+
+    try:
+        with quiet_transformers():
+            return AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise FemlmError(f"cannot load {what} from {path!r}: {_first_line(err)}") from None
+
+
+def local_weights(auto_cls: Any, path: str, config: Any, what: str) -> tuple[nn.Module, dict]:
+    """``auto_cls.from_pretrained`` on a local folder: weights from safetensors only
+    (a pickled ``pytorch_model.bin`` is never loaded), any unreadable file a FemlmError."""
+    from safetensors import SafetensorError
+
+    try:
+        with quiet_transformers():
+            return auto_cls.from_pretrained(
+                path, config=config, local_files_only=True, output_loading_info=True,
+                use_safetensors=True,
+            )  # fmt: skip
+    except (OSError, ValueError, KeyError, SafetensorError) as err:
+        raise FemlmError(f"cannot load {what} from {path!r}: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _encoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from femlm.errors import FemlmError
+
 CONFIG_FILE = "femlm_config.json"
 _SEED = re.compile(r"^seed-(-?\d+)$")
 
@@ -156,3 +158,74 @@ def find_runs(folder: str | os.PathLike) -> list[RunDir]:
         root.glob(f"seed-*/{CONFIG_FILE}")
     )
     return [RunDir(p.parent) for p in found] or [RunDir(root)]
+
+
+class RunLock:
+    """An exclusive lock on a run folder while a process writes it.
+
+    ``flock`` on ``<run>/.lock``: the kernel releases it when the process exits,
+    however it exits, so a lock left by a crash never blocks a later run (the
+    file stays, empty of meaning). Re-entrant within a process, so the grid
+    runner can hold a run while ``pretrain`` inside it takes the same lock.
+    """
+
+    _held: dict[Path, tuple[int, int]] = {}  # resolved folder -> (fd, depth)
+
+    def __init__(self, run: str | os.PathLike) -> None:
+        self.run = RunDir(run)
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        key = self.run.root.resolve()
+        if key in self._held:
+            fd, depth = self._held[key]
+            self._held[key] = (fd, depth + 1)
+            return self
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise FemlmError(
+                f"{self.run.root} is in use by femlm (pid {holder}); wait for it to finish or choose another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._held[key] = (fd, 1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        key = self.run.root.resolve()
+        fd, depth = self._held[key]
+        if depth > 1:
+            self._held[key] = (fd, depth - 1)
+            return
+        del self._held[key]
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def read_metrics(path: str | os.PathLike) -> tuple[list[dict], bool]:
+    """The rows of a ``metrics.jsonl`` and whether its last line was torn (a kill
+    during a write leaves a partial line: it is dropped). Any other unreadable
+    line is a FemlmError naming the file and line."""
+    import json
+
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    rows, torn = [], False
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not a metrics row")
+        except ValueError:
+            if number == len(lines):
+                torn = True
+                break
+            raise FemlmError(f"{path}:{number}: not a metrics row (JSON with a step)") from None
+        rows.append(row)
+    return rows, torn

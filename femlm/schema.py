@@ -73,10 +73,15 @@ FRACTION = Bounds(0, 1, low_open=True, high_open=True)
 
 
 def check_bounds(config: Any) -> None:
-    """FemlmError naming the first field whose number is outside its :class:`Bounds`;
+    """FemlmError naming the first field outside its choices or its :class:`Bounds`;
     every config dataclass calls it after construction, from files and flags alike."""
     for f in dataclasses.fields(config):
         bounds, value = f.metadata.get("bounds"), getattr(config, f.name)
+        choices = f.metadata.get("choices")
+        if choices and value is not None:
+            for v in value if isinstance(value, list) else [value]:
+                if v not in choices:
+                    raise FemlmError(f"{f.name} must be one of {', '.join(choices)}, got {v!r}")
         if bounds is None or value is None:
             continue
         for v in value if isinstance(value, list) else [value]:
@@ -87,6 +92,14 @@ def check_bounds(config: Any) -> None:
                 or v not in bounds
             ):
                 raise FemlmError(f"{f.name} must be {bounds}, got {value!r}")
+
+
+class Checked:
+    """Numbers are checked against their bounds as soon as a config exists, so a
+    file, a flag or a Python caller gets the same one-line error before any work."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 def base_type(tp: Any) -> Any:

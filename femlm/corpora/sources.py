@@ -136,8 +136,20 @@ def progress_bar(items, desc: str, progress: bool, total: int | None = None):
     return tqdm(items, desc=desc, total=total, file=sys.stderr, leave=False, unit="f")
 
 
+def files_inside(root: pathlib.Path, pattern: str) -> list[pathlib.Path]:
+    """Regular files matching ``pattern`` whose real path stays inside ``root``: an
+    unpacked package may hold links to the host's files, which are never read."""
+    top = root.resolve()
+    found = {}
+    for path in root.glob(pattern):
+        real = path.resolve()
+        if real.is_file() and real.is_relative_to(top):
+            found.setdefault(real, path)  # one file linked under two names is read once
+    return sorted(found.values())
+
+
 def _only(root: pathlib.Path, pattern: str) -> pathlib.Path:
-    found = sorted(root.glob(pattern))
+    found = files_inside(root, pattern)
     if not found:
         raise SourceError(f"no {pattern} inside the package")
     return found[0]
@@ -203,8 +215,8 @@ def read_sword(root: pathlib.Path, progress: bool = False) -> list[str]:
 
 def read_fortunes(root: pathlib.Path, progress: bool = False) -> list[str]:
     out = []
-    for path in sorted(root.glob("usr/share/games/fortunes/*")):
-        if path.is_symlink() or not path.is_file() or path.suffix in (".dat", ".u8"):
+    for path in files_inside(root, "usr/share/games/fortunes/*"):
+        if path.is_symlink() or path.suffix in (".dat", ".u8"):
             continue
         out += [P.squash(r) for r in P.fortune_records(P.decode_text(path.read_bytes()))]
     return [p for p in out if T.looks_like_prose(p, 3, 0.5)]
@@ -225,8 +237,8 @@ def read_rdata(root: pathlib.Path, progress: bool = False) -> list[str]:
 
 def read_rst_tree(root: pathlib.Path, progress: bool = False) -> list[str]:
     """Python's ``_sources/*.rst.txt`` or the kernel's ``Documentation/**/*.rst.gz``."""
-    found = [*root.glob("usr/share/doc/*/html/_sources/**/*.rst.txt")]
-    found += root.glob("usr/share/doc/*/Documentation/**/*.rst.gz")
+    found = files_inside(root, "usr/share/doc/*/html/_sources/**/*.rst.txt")
+    found += files_inside(root, "usr/share/doc/*/Documentation/**/*.rst.gz")
     # The packages link one doc folder under two names; read each file once.
     files = sorted({path.resolve(): path for path in found}.values())
     out = []
@@ -251,8 +263,8 @@ def read_manpages(root: pathlib.Path, progress: bool = False) -> list[str]:
     if not (shutil.which("man") and shutil.which("col")):
         raise SourceError("rendering man pages needs man (man-db, groff-base) and col")
     pages = []
-    for path in sorted(root.glob("usr/share/man/man[2357]/*")):
-        if path.is_file() and not path.is_symlink():
+    for path in files_inside(root, "usr/share/man/man[2357]/*"):
+        if not path.is_symlink():
             raw = P.gunzip(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
             if not T.is_man_stub(P.decode_text(raw)):
                 pages.append(path)

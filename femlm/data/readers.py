@@ -115,10 +115,20 @@ def documents_of(sources: list[Source], field: str, on_bad: str, counts: dict) -
                 yield text
 
 
+# A file is binary, not text with a few bad lines, when a NUL byte or a majority
+# of lines that are not UTF-8 shows up among its first lines.
+SNIFF_LINES = 1000
+
+
 def _lines(path: pathlib.Path, on_bad: str, counts: dict) -> Iterator[tuple[int, str]]:
     """(line number, decoded line) pairs; only splits on ``\\n``, like the files' writers."""
+    bad = number = 0
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):
+            if number == SNIFF_LINES + 1 and 2 * bad > SNIFF_LINES:
+                _binary(path, f"{bad} of its first {SNIFF_LINES} lines are not UTF-8")
+            if number <= SNIFF_LINES and b"\0" in raw:
+                _binary(path, f"line {number} holds a NUL byte")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -127,8 +137,15 @@ def _lines(path: pathlib.Path, on_bad: str, counts: dict) -> Iterator[tuple[int,
                         f"{path}:{number}: not UTF-8 (bad byte at column {err.start + 1}); re-encode the file or skip such lines (on_bad_utf8='skip')"
                     ) from None
                 counts["bad_utf8"] += 1
+                bad += 1
                 continue
             yield number, line.removeprefix("\ufeff") if number == 1 else line
+    if number <= SNIFF_LINES and 2 * bad > number:
+        _binary(path, f"{bad} of its {number} lines are not UTF-8")
+
+
+def _binary(path: pathlib.Path, why: str) -> None:
+    raise FemlmError(f"{path} does not look like text ({why}); give UTF-8 text, JSONL or Parquet")
 
 
 def _jsonl_texts(path: pathlib.Path, field: str, on_bad: str, counts: dict) -> Iterator[str]:

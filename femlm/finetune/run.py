@@ -27,7 +27,14 @@ from femlm.corpora.fetch import TASKS
 from femlm.errors import FemlmError
 from femlm.files import write_json
 from femlm.finetune.tasks import Row, label_order, load_task, subsample
-from femlm.model import PRESETS, pick_device, preset_config, quiet_transformers, set_dropout
+from femlm.model import (
+    PRESETS,
+    local_config,
+    local_weights,
+    pick_device,
+    preset_config,
+    set_dropout,
+)
 from femlm.runs import RunDir
 
 log = logging.getLogger("femlm")
@@ -57,9 +64,6 @@ def macro_f1(gold: list[int], pred: list[int]) -> float:
     return sum(scores) / max(1, len(scores))
 
 
-METRICS = ("accuracy", "macro_f1")
-
-
 def dev_scores(gold: list[int], pred: list[int]) -> dict[str, float]:
     """Every metric ``FinetuneConfig.metric`` can name, keyed by that name."""
     return {"accuracy": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred)}
@@ -75,23 +79,19 @@ def seed_summary(values: list[float]) -> dict[str, float | None]:
 
 
 def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Module:
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     if cfg.model in PRESETS:  # the no-pre-training baseline: every weight from the seeded RNG
         config = preset_config(cfg.model, tokenizer, cfg.max_length, cfg.dropout)
         _set_labels(config, labels)
         log.info("model %s: random initialisation, no pre-training", cfg.model)
         return AutoModelForSequenceClassification.from_config(config)
-    try:
-        with quiet_transformers():
-            config = AutoConfig.from_pretrained(cfg.model, local_files_only=True)
-            _set_labels(config, labels)
-            set_dropout(config, cfg.dropout)
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                cfg.model, config=config, local_files_only=True, output_loading_info=True
-            )
-    except (OSError, ValueError, KeyError) as err:
-        raise FemlmError(f"cannot load {cfg.model!r} for classification: {_first(err)}") from None
+    config = local_config(cfg.model, "a classifier")
+    _set_labels(config, labels)
+    set_dropout(config, cfg.dropout)
+    model, info = local_weights(
+        AutoModelForSequenceClassification, cfg.model, config, "a classifier"
+    )
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise FemlmError(f"the tokenizer has more tokens than {cfg.model!r} embeds")
     if cfg.max_length > getattr(model.config, "max_position_embeddings", cfg.max_length):
@@ -105,10 +105,6 @@ def _set_labels(config: Any, labels: list[str]) -> None:
     config.num_labels = len(labels)  # first: its setter rewrites id2label with placeholders
     config.id2label = dict(enumerate(labels))
     config.label2id = {y: i for i, y in enumerate(labels)}
-
-
-def _first(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _encode(tokenizer: Any, rows: list[Row], ids: dict[str, int], max_length: int) -> list:
@@ -228,17 +224,8 @@ def _check(cfg: FinetuneConfig) -> None:
             f"model folder not found: {cfg.model!r}; give --model a saved model folder "
             f"or a preset ({', '.join(PRESETS)}) for a baseline without pre-training"
         )
-    if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
-        raise FemlmError(f"dropout must be in [0, 1), got {cfg.dropout}")
-    for name in ("batch_size", "epochs", "max_length"):
-        if getattr(cfg, name) < 1:
-            raise FemlmError(f"{name} must be at least 1")
-    if cfg.max_train_examples is not None and cfg.max_train_examples < 2:
-        raise FemlmError("max_train_examples must be at least 2")
-    if cfg.metric not in METRICS:
-        raise FemlmError(f"metric must be one of {', '.join(METRICS)}, got {cfg.metric!r}")
-    if not 0 <= cfg.warmup_ratio < 1 or cfg.patience < 0 or min([cfg.lr, *(cfg.lrs or [])]) <= 0:
-        raise FemlmError("need 0 <= warmup_ratio < 1, learning rates > 0 and patience >= 0")
+    if cfg.out and Path(cfg.out).is_dir():
+        raise FemlmError(f"--out {cfg.out} is a folder; give the path of the JSON file to write")
 
 
 def _task_name(cfg: FinetuneConfig) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.errors import FemlmError
-from femlm.runs import ExperimentDir, RunDir
+from femlm.runs import ExperimentDir, RunDir, read_metrics
 from femlm.variance.results import ProbeTerms, VarianceResult
 
 
@@ -51,7 +51,7 @@ def load_runs(folder: Path) -> dict[str, list[Run]]:
 
 
 def _load_run(run_dir: RunDir) -> Run | None:
-    rows = [json.loads(x) for x in run_dir.metrics.read_text().splitlines() if x.strip()]
+    rows, _ = read_metrics(run_dir.metrics)  # a torn last line is a run still being written
     evals = [
         (r["step"], r["eval_loss"], r.get("elapsed", math.nan)) for r in rows if "eval_loss" in r
     ]

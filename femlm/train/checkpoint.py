@@ -79,22 +79,22 @@ def verify(path: Path) -> dict[str, Any]:
     """The manifest, after checking every file's sha256; FemlmError if anything is off."""
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
-        raise FemlmError(f"checkpoint {path} is incomplete (no {MANIFEST}); delete it to resume")
+        raise FemlmError(f"checkpoint {path} is incomplete (no {MANIFEST})")
     try:
         manifest = json.loads(manifest_path.read_text())
         expected = manifest["sha256"]
-    except (ValueError, KeyError):
-        raise FemlmError(
-            f"checkpoint {path} has a corrupt {MANIFEST}; delete it to resume"
-        ) from None
+        if not isinstance(expected, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and "/" not in k for k, v in expected.items()
+        ):
+            raise ValueError("sha256 must map file names to digests")
+    except (ValueError, KeyError, TypeError):
+        raise FemlmError(f"checkpoint {path} has a corrupt {MANIFEST}") from None
     for name, digest in expected.items():
         file = path / name
         if not file.is_file():
-            raise FemlmError(f"checkpoint {path} is missing {name}; delete it to resume")
+            raise FemlmError(f"checkpoint {path} is missing {name}")
         if sha256_file(file) != digest:
-            raise FemlmError(
-                f"checkpoint {path} is corrupt ({name} fails its sha256); delete it to resume"
-            )
+            raise FemlmError(f"checkpoint {path} is corrupt ({name} fails its sha256)")
     return manifest
 
 

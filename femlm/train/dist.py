@@ -39,9 +39,14 @@ class Dist:
         return t.tolist()
 
 
+def world_size() -> int:
+    """Processes in the run: torchrun's WORLD_SIZE, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init(device_name: str = "auto") -> Dist:
     """Join the torchrun process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if world == 1:
         return Dist(0, 1, pick_device(device_name))
     rank = int(os.environ["RANK"])

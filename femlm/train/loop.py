@@ -31,12 +31,13 @@ from femlm.masking.collator import MaskingCollator
 from femlm.masking.keyed import mix_ints
 from femlm.masking.strategies import WORD_LEVEL
 from femlm.model import build_model, count_parameters, mlm_loss_sum, quiet_transformers
-from femlm.runs import CONFIG_FILE, RunDir
-from femlm.schema import load_config, save_config, to_dict
+from femlm.runs import CONFIG_FILE, RunDir, RunLock
+from femlm.schema import save_config, to_dict
 from femlm.train import checkpoint as ckpt
 from femlm.train import dist as distributed
 from femlm.train.evaluate import eval_batches_for, evaluate, unigram_loss
 from femlm.train.metrics import MetricsLog
+from femlm.train.resume import config_for, resume_point
 
 log = logging.getLogger("femlm")
 
@@ -55,9 +56,11 @@ class MLMObjective(nn.Module):
 
 def pretrain(cfg: TrainConfig, resume: bool = False) -> Path:
     """Pre-train (or continue pre-training) a masked-LM; return the final model folder."""
+    check_config(cfg, distributed.world_size())  # bad input stops every rank before they meet
     d = distributed.init(cfg.device)
     try:
-        return _pretrain(cfg, resume, d)
+        with RunLock(cfg.out_dir) if d.main else nullcontext():
+            return _pretrain(cfg, resume, d)
     finally:
         distributed.shutdown(d)
 
@@ -103,11 +106,10 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
 
 def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
     """Data, model, optimizer and metrics; the newest checkpoint's state on ``resume``."""
-    check_config(cfg, d.world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = RunDir(cfg.out_dir)
-    start = _resume_point(out.checkpoints, resume) if d.main else None
+    start = resume_point(out, resume) if d.main else None
     torch.manual_seed(cfg.seed)
 
     from femlm.data.tokenizer import load_tokenizer
@@ -138,8 +140,8 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         # a run that does not go well below it has learnt nothing but unigrams.
         metrics.write(step=0, unigram_loss=unigram_loss(train_set, eval_batches, len(tokenizer)))
     if d.main:
-        out.root.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out.config)
+        if step == 0:  # a resumed run keeps the record it was started with
+            save_config(cfg, out.config)
         log.info(
             "model %s: %.2fM parameters; %d training blocks (%d steps/epoch), %d eval sequences; %s",
             cfg.model, count_parameters(model) / 1e6, len(train_set), len(train_set) // cfg.batch_size,
@@ -245,21 +247,6 @@ def _bookkeeping(
             ckpt.save_checkpoint(ckpt_dir, step, run.model, state, to_dict(cfg))
             ckpt.prune(ckpt_dir, cfg.keep_last)
         d.barrier()
-
-
-def _resume_point(ckpt_dir: Path, resume: bool) -> Path | None:
-    found = ckpt.list_checkpoints(ckpt_dir)
-    if resume:
-        if not found:
-            raise FemlmError(f"nothing to resume: no checkpoint in {ckpt_dir}")
-        ckpt.verify(found[-1])  # a corrupt newest checkpoint is reported, never skipped
-        return found[-1]
-    if found:
-        raise FemlmError(
-            f"{ckpt_dir.parent} already holds checkpoints; pass --resume to continue it "
-            "or choose another --out-dir"
-        )
-    return None
 
 
 def _broadcast_path(path: Path | None) -> Path | None:
@@ -391,10 +378,6 @@ def _progress(cfg: TrainConfig, d: distributed.Dist, start: int) -> Any:
 
 
 def run_from_files(config_path: str | None, overrides: dict[str, Any], resume: bool) -> Path:
-    """CLI entry: on ``resume`` the run folder's saved config is the base."""
-    if resume and not config_path:
-        out = overrides.get("out_dir") or TrainConfig().out_dir
-        saved = RunDir(out).config
-        if saved.is_file():
-            config_path = str(saved)
-    return pretrain(load_config(TrainConfig, config_path, overrides), resume=resume)
+    """CLI entry: on ``resume`` the run folder's saved config, which only settings
+    that leave the run unchanged may override (:mod:`femlm.train.resume`)."""
+    return pretrain(config_for(config_path, overrides, resume), resume=resume)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 
-from femlm.runs import RunDir
+from femlm.runs import RunDir, read_metrics
+
+log = logging.getLogger("femlm")
 
 
 class MetricsLog:
@@ -18,11 +21,10 @@ class MetricsLog:
             return
         run.root.mkdir(parents=True, exist_ok=True)
         if self.path.exists():  # drop lines from after the checkpoint we resume from
-            keep = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= truncate_after
-            ]
+            rows, torn = read_metrics(self.path)
+            if torn:
+                log.warning("%s: dropped a torn last line (a write cut short)", self.path)
+            keep = [json.dumps(r) for r in rows if r["step"] <= truncate_after]
             self.path.write_text("".join(line + "\n" for line in keep))
         try:
             from torch.utils.tensorboard import SummaryWriter
