@@ -37,16 +37,6 @@ def _corpus(path: Path, docs: int = 300, seed: int = 0) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from femlm.data.tokenizer import train_tokenizer
-
-    root = tmp_path_factory.mktemp("train")
-    corpus = _corpus(root / "corpus.txt")
-    tok = train_tokenizer([corpus], root / "tok", vocab_size=120, min_frequency=1, progress=False)
-    return {"root": root, "corpus": corpus, "tokenizer": tok, "cache": root / "cache"}
-
-
 def _args(setup, out, *extra):
     return [
         "pretrain",

@@ -21,24 +21,13 @@ from typing import Any
 
 from femlm.config import TrainConfig, check_config
 from femlm.errors import FemlmError
+from femlm.experiments.spec import RUNNER_KEYS, check_spec
 from femlm.files import cache_root, write_json
-from femlm.runs import ExperimentDir, RunDir
+from femlm.runs import ExperimentDir, RunDir, RunLock
 from femlm.schema import from_dict, load_config, read_config_file
 from femlm.train.checkpoint import list_checkpoints
 
 log = logging.getLogger("femlm")
-
-_TOP_KEYS = {
-    "name",
-    "out_dir",
-    "seeds",
-    "base",
-    "runs",
-    "tokenizer",
-    "finetune",
-    "variance",
-    "budget",
-}
 
 
 @dataclass
@@ -82,11 +71,7 @@ def expand(value: Any) -> Any:
 def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Experiment:
     """Parse and validate an experiment YAML/JSON file (every run config is checked up front)."""
     raw = read_config_file(str(path))
-    unknown = sorted(set(raw) - _TOP_KEYS)
-    if unknown:
-        raise FemlmError(f"{path}: unknown experiment key(s): {', '.join(unknown)}")
-    if not raw.get("runs"):
-        raise FemlmError(f"{path}: no runs to compare (give a 'runs' mapping)")
+    check_spec(raw, str(path))
     data = expand(raw)
     runs = {str(k): dict(v or {}) for k, v in data["runs"].items()}
     # A variant may name its own seeds (e.g. fewer for an added comparison).
@@ -156,11 +141,12 @@ def run_experiment(
     for i, (variant, seed) in enumerate(grid, 1):
         folder = run_dir(exp, variant, seed)
         log.info("[%d/%d] %s seed %d -> %s", i, len(grid), variant, seed, folder.root)
-        _pretrain_once(exp, variant, seed, folder)
-        if _wanted(exp.variance, variant, seed):
-            _variance_once(exp, folder)
-        if _wanted(exp.finetune, variant, seed):
-            _finetune_once(exp, folder)
+        with RunLock(folder):  # one writer per run, across pre-training, probe and tasks
+            _pretrain_once(exp, variant, seed, folder)
+            if _wanted(exp.variance, variant, seed):
+                _variance_once(exp, folder)
+            if _wanted(exp.finetune, variant, seed):
+                _finetune_once(exp, folder)
     return exp.out_dir
 
 
@@ -202,9 +188,6 @@ def _wanted(spec: dict | None, variant: str, seed: int) -> bool:
     return variant in spec.get("variants", [variant]) and seed in spec.get("pretrain_seeds", [seed])
 
 
-_RUNNER_KEYS = ("variants", "pretrain_seeds")
-
-
 def _variance_once(exp: Experiment, folder: RunDir | Path) -> None:
     folder = RunDir(folder)
     target = folder.variance
@@ -212,7 +195,7 @@ def _variance_once(exp: Experiment, folder: RunDir | Path) -> None:
         return
     from femlm.variance.analyser import VarianceConfig, run_variance
 
-    spec = {k: v for k, v in exp.variance.items() if k not in _RUNNER_KEYS}
+    spec = {k: v for k, v in exp.variance.items() if k not in RUNNER_KEYS}
     # Probe the run's own validation blocks with the run's replacement policy
     # (80/10/10 or all [MASK]) unless the spec says otherwise.
     trained = load_config(TrainConfig, str(folder.config))
@@ -228,7 +211,7 @@ def _finetune_once(exp: Experiment, folder: RunDir | Path) -> None:
     folder = RunDir(folder)
     from femlm.finetune.run import FinetuneConfig, finetune
 
-    spec = {k: v for k, v in exp.finetune.items() if k not in _RUNNER_KEYS}
+    spec = {k: v for k, v in exp.finetune.items() if k not in RUNNER_KEYS}
     for task in spec.pop("tasks", []):
         target = folder.finetune(task)
         if target.is_file():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import random
 import re
 from pathlib import Path
@@ -18,6 +19,8 @@ from femlm.corpora.fetch import TASKS, task_dir
 from femlm.corpora.hygiene import SPLIT_SEED, stratified_split
 from femlm.data.readers import json_record
 from femlm.errors import FemlmError
+
+log = logging.getLogger("femlm")
 
 SPLITS = ("train", "dev", "test")
 SUFFIXES = (".jsonl", ".csv", ".tsv")
@@ -39,18 +42,31 @@ def read_task_file(path: Path, text_field: str = "text", label_field: str = "lab
         records = _jsonl_records(path, text)
     else:
         records = _csv_records(path, text, (text_field, label_field))
-    rows = []
+    rows, empty = [], 0
     for line, record in records:
         for name in (text_field, label_field):
             if record.get(name) is None:
                 raise FemlmError(f"{path} line {line} has no {name!r} field")
-        label = record[label_field]
-        if isinstance(label, dict | list) or str(label).strip() == "":
-            raise FemlmError(f"{path} line {line}: label {label!r} is not a string or integer")
-        rows.append((str(record[text_field]), str(label).strip()))
+        label = _label(record[label_field], path, line)
+        text = str(record[text_field])
+        if not text.strip():
+            empty += 1  # nothing to classify: an empty text would score as a guess
+            continue
+        rows.append((text, label))
+    if empty:
+        log.warning("%s: skipped %d example(s) with empty text", path, empty)
     if not rows:
-        raise FemlmError(f"{path} has no examples")
+        raise FemlmError(f"{path} has no examples with text")
     return rows
+
+
+def _label(value: Any, path: Path, line: int) -> str:
+    """A class name: a string, or an integer (2.0 from a spreadsheet counts as 2)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool | float | dict | list) or str(value).strip() == "":
+        raise FemlmError(f"{path} line {line}: label {value!r} is not a class name or integer")
+    return str(value).strip()
 
 
 def _jsonl_records(path: Path, text: str) -> list[tuple[int, dict]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from femlm.errors import FemlmError
 from femlm.files import write_json
-from femlm.runs import CONFIG_FILE, RunDir, find_runs
+from femlm.runs import CONFIG_FILE, RunDir, RunLock, find_runs
 
 
 def evaluate_run(
@@ -29,13 +29,8 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Loss of ``run_dir/final`` on the run's fixed evaluation positions, inputs
     replaced as given; written to ``run_dir/eval-mask<m>-random<r>.json``."""
-    from femlm.config import VALIDATION_SPLIT_SEED, TrainConfig, check_config
-    from femlm.data.blocks import build_blocks
-    from femlm.data.tokenizer import load_tokenizer
-    from femlm.model import build_model, pick_device
+    from femlm.config import TrainConfig, check_config
     from femlm.schema import load_config
-    from femlm.train.dist import Dist
-    from femlm.train.evaluate import eval_batches_for, evaluate
 
     run = RunDir(run_dir)
     if not run.started or not run.finished:
@@ -43,6 +38,18 @@ def evaluate_run(
     cfg = load_config(TrainConfig, str(run.config))
     cfg.eval_mask_prob, cfg.eval_random_prob = mask_prob, random_prob
     check_config(cfg)  # one place judges eval inputs: here it catches impossible probabilities
+    with RunLock(run):
+        return _evaluate(run, cfg, mask_prob, random_prob, device)
+
+
+def _evaluate(run: RunDir, cfg: Any, mask_prob: float, random_prob: float, device: str) -> dict:
+    from femlm.config import VALIDATION_SPLIT_SEED
+    from femlm.data.blocks import build_blocks
+    from femlm.data.tokenizer import load_tokenizer
+    from femlm.model import build_model, pick_device
+    from femlm.train.dist import Dist
+    from femlm.train.evaluate import eval_batches_for, evaluate
+
     tokenizer = load_tokenizer(str(run.final))
     blocks = build_blocks(
         cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
