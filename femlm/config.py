@@ -32,11 +32,6 @@ METRICS = ("accuracy", "macro_f1")  # the dev scores fine-tuning can select on
 DEFAULT_STRATEGIES = ["random", "fully-explored", "fully-explored-span", "span"]
 
 
-# The validation split's seed: not --seed, so every run on a corpus, and every
-# probe of those runs, holds out the same documents.
-VALIDATION_SPLIT_SEED = 0
-
-
 @dataclass
 class InputSettings(Checked):
     """What a run reads: the corpus, its tokenizer, the model to start from."""

@@ -311,7 +311,7 @@ def test_the_training_probe_measures_what_trained_and_femlm_variance_agrees(
 
 
 def _validation_rows(cfg, setup) -> list:
-    from femlm.config import VALIDATION_SPLIT_SEED
+    from femlm.data.packing import VALIDATION_SPLIT_SEED
     from femlm.data.blocks import build_blocks
     from femlm.data.tokenizer import load_tokenizer
 

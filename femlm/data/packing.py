@@ -20,6 +20,10 @@ from femlm.errors import FemlmError
 
 log = logging.getLogger("femlm")
 
+# The validation split's seed: not --seed, so every run on a corpus, and every
+# probe of those runs, holds out the same documents.
+VALIDATION_SPLIT_SEED = 0
+
 
 _BATCH = 1000  # documents per tokenizer call
 

@@ -27,7 +27,7 @@ def variance_claims(runs: list[Run], fe: str) -> list[str]:
         verdict = "reproduced" if ratio.high < 1 else "not reproduced"
         lines.append(
             f"| FE lowers the mask-sampling gradient variance (seed {r.seed}, end of training) | "
-            f"FE / random-K mask variance {_ci(ratio)} | {verdict} |"
+            f"FE / random-K mask variance {ratio.show('.3f')} | {verdict} |"
         )
         lower = (
             "reproduced"
@@ -37,13 +37,9 @@ def variance_claims(runs: list[Run], fe: str) -> list[str]:
         against = "standard" if r.variance.old_layout else f"one {cmp.baseline} view"
         lines.append(
             f"| ...and so the variance of a whole step at equal compute | FE / {against} step "
-            f"variance {_ci(step)} | {lower} |"
+            f"variance {step.show('.3f')} | {lower} |"
         )
     return lines
-
-
-def _ci(e: Estimate) -> str:
-    return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
 
 
 def variance_section(variants: dict[str, list[Run]], folder: Path, out: Path) -> list[str]:
@@ -120,7 +116,7 @@ def _ranking(result: VarianceResult, variants: dict[str, list[Run]], cfg: dict) 
     predicted = [n for n, _, _ in sorted(rows, key=lambda x: x[1].value)]
     measured = [n for n, _, _ in sorted(rows, key=lambda x: x[2])]
     lines = ["| variant | implied step variance | mean final val loss |", "|---|---|---|"]
-    lines += [f"| {n} | {_ci(e)} | {loss:.4f} |" for n, e, loss in rows]
+    lines += [f"| {n} | {e.show('.3f')} | {loss:.4f} |" for n, e, loss in rows]
     same = "the same order" if predicted == measured else "a different order"
     seeds = {n: finals(variants[n]) for n in measured}
     if any(

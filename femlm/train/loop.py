@@ -155,8 +155,8 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
 
 def _blocks(cfg: TrainConfig, d: distributed.Dist, tokenizer: Any) -> tuple[Any, Any]:
     """The (train, validation) blocks; at least one batch of training blocks."""
-    from femlm.config import VALIDATION_SPLIT_SEED
     from femlm.data.blocks import build_blocks
+    from femlm.data.packing import VALIDATION_SPLIT_SEED
 
     if not d.main:
         d.barrier()  # rank 0 tokenises first; the others then read its cache

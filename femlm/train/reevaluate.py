@@ -43,8 +43,8 @@ def evaluate_run(
 
 
 def _evaluate(run: RunDir, cfg: Any, mask_prob: float, random_prob: float, device: str) -> dict:
-    from femlm.config import VALIDATION_SPLIT_SEED
     from femlm.data.blocks import build_blocks
+    from femlm.data.packing import VALIDATION_SPLIT_SEED
     from femlm.data.tokenizer import load_tokenizer
     from femlm.model import build_model, pick_device
     from femlm.train.dist import Dist

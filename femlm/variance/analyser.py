@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from femlm.config import VALIDATION_SPLIT_SEED, VarianceConfig
+from femlm.config import VarianceConfig
+from femlm.data.packing import VALIDATION_SPLIT_SEED
 from femlm.errors import FemlmError
 from femlm.masking.keyed import KeyedGenerator, mix_ints
 from femlm.masking.samplers import apply_replacement, sample_masks

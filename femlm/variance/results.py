@@ -41,6 +41,10 @@ class Estimate:
     low: float = math.nan
     high: float = math.nan
 
+    def show(self, spec: str = ".3g") -> str:
+        """``value [low, high]``, each number formatted with ``spec`` (nan shows as nan)."""
+        return f"{self.value:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
+
     @classmethod
     def of(cls, data: dict[str, float] | float) -> Estimate:
         if isinstance(data, (int, float)):

@@ -67,13 +67,6 @@ def recommendation(result: VarianceResult) -> str:
     return f"lowest step variance at equal compute (B={B}, K={K}): {best}, because {why}."
 
 
-def ci(e: Estimate, digits: int = 3) -> str:
-    def fmt(x: float) -> str:
-        return "nan" if math.isnan(x) else f"{x:.{digits}g}"
-
-    return f"{fmt(e.value)} [{fmt(e.low)}, {fmt(e.high)}]"
-
-
 def format_table(result: VarianceResult) -> str:
     """Mask-variance terms per strategy, then each K-view strategy against its one-view
     baseline; the last line is the fully-explored / random mask-variance ratio."""
@@ -82,7 +75,7 @@ def format_table(result: VarianceResult) -> str:
     lines = [f"{'strategy':<20}" + " ".join(f"{c:<29}" for c in cols).rstrip()]
     for t in result.strategies:
         values = (t.maskvar, t.ratio, t.ratio_no_replacement, t.replacement_share)
-        lines.append(f"{t.strategy:<20}" + " ".join(f"{ci(v):<29}" for v in values).rstrip())
+        lines.append(f"{t.strategy:<20}" + " ".join(f"{v.show():<29}" for v in values).rstrip())
     head = ("vs one view of", "V_data (pooled)", "break-even V_data", "step var", "/ baseline's")
     lines += ["", f"equal compute, B={B} sequences x K={K} views vs B*K={B * K} x 1:"]
     lines.append(f"{'strategy':<20}{head[0]:<22}" + " ".join(f"{h:<29}" for h in head[1:]).rstrip())
@@ -90,7 +83,7 @@ def format_table(result: VarianceResult) -> str:
         base = f"{c.baseline} at {c.rate:.3g}"
         values = (c.v_data, c.break_even_v_data, c.step_var, c.step_var_ratio)
         lines.append(
-            f"{c.strategy:<20}{base:<22}" + " ".join(f"{ci(v):<29}" for v in values).rstrip()
+            f"{c.strategy:<20}{base:<22}" + " ".join(f"{v.show():<29}" for v in values).rstrip()
         )
     if result.old_layout:
         lines.append(
@@ -103,5 +96,5 @@ def format_table(result: VarianceResult) -> str:
     lines.append(result.recommendation)
     fe = result.terms("fully-explored")
     if fe is not None:
-        lines.append(f"fully-explored / random mask-variance ratio (K={K}): {ci(fe.ratio)}")
+        lines.append(f"fully-explored / random mask-variance ratio (K={K}): {fe.ratio.show()}")
     return "\n".join(lines)
