@@ -24,17 +24,23 @@ class Preset:
     layers: int
     hidden: int
     heads: int
+    arch: str = "roformer"  # roformer, bert or modernbert
 
     @property
     def intermediate(self) -> int:
         return 4 * self.hidden
 
 
+_SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (6, 384, 6), "base": (12, 768, 12)}
+# The plain names are rotary-position encoders (RoFormer): learned absolute
+# positions kept BERT of the same size on the unigram plateau for ~2,500 steps,
+# where RoFormer left it by step ~400 (docs/results.md, presets). The BERT presets
+# keep their results reproducible under bert-<size>; ModernBERT (rotary,
+# pre-norm, GeGLU) is there too, at about 40% of RoFormer's speed on CPU.
 PRESETS = {
-    "tiny": Preset(2, 128, 2),
-    "mini": Preset(4, 256, 4),
-    "small": Preset(6, 384, 6),
-    "base": Preset(12, 768, 12),
+    **{name: Preset(*size) for name, size in _SIZES.items()},
+    **{f"bert-{name}": Preset(*size, arch="bert") for name, size in _SIZES.items()},
+    **{f"modernbert-{name}": Preset(*size, arch="modernbert") for name, size in _SIZES.items()},
 }
 
 
@@ -44,7 +50,7 @@ def build_model(
     max_length: int = 512,
     dropout: float | None = None,
 ) -> nn.Module:
-    """A masked-LM: a fresh BERT from a preset name, or a local checkpoint folder.
+    """A masked-LM: a fresh encoder from a preset name, or a local checkpoint folder.
 
     A checkpoint without an MLM head (e.g. a sentence-embedding encoder) gets a
     freshly initialised head whose decoder is tied to the word embeddings; this
@@ -60,19 +66,25 @@ def build_model(
 
 
 def preset_config(name: str, tokenizer: Any, max_length: int, dropout: float | None = None) -> Any:
-    """The ``BertConfig`` of preset ``name`` sized for ``tokenizer``; no weights."""
-    from transformers import BertConfig
+    """The transformers config of preset ``name`` sized for ``tokenizer``; no weights."""
+    from transformers import BertConfig, ModernBertConfig, RoFormerConfig
 
     p = PRESETS[name]
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=p.hidden,
-        num_hidden_layers=p.layers,
-        num_attention_heads=p.heads,
-        intermediate_size=p.intermediate,
-        max_position_embeddings=max(512, max_length),
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    sizes = dict(
+        vocab_size=len(tokenizer), hidden_size=p.hidden, num_hidden_layers=p.layers,
+        num_attention_heads=p.heads, intermediate_size=p.intermediate,
+        max_position_embeddings=max(512, max_length), pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    if p.arch == "bert":
+        config = BertConfig(**sizes)
+    elif p.arch == "roformer":
+        config = RoFormerConfig(**sizes, embedding_size=p.hidden)
+    else:
+        ids = {k: getattr(tokenizer, f"{k}_token_id") for k in ("cls", "sep")}
+        config = ModernBertConfig(
+            **sizes, cls_token_id=ids["cls"], sep_token_id=ids["sep"],
+            bos_token_id=ids["cls"], eos_token_id=ids["sep"],
+        )  # fmt: skip
     set_dropout(config, dropout)
     return config
 
@@ -101,9 +113,9 @@ def set_dropout(config: Any, dropout: float | None) -> None:
 
 
 def _from_preset(name: str, tokenizer: Any, max_length: int, dropout: float | None) -> nn.Module:
-    from transformers import BertForMaskedLM
+    from transformers import AutoModelForMaskedLM
 
-    return BertForMaskedLM(preset_config(name, tokenizer, max_length, dropout))
+    return AutoModelForMaskedLM.from_config(preset_config(name, tokenizer, max_length, dropout))
 
 
 @contextlib.contextmanager
@@ -186,11 +198,15 @@ def _first_line(err: Exception) -> str:
 
 def _encoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     """The encoder and the head that maps hidden states ``[..., H]`` to logits."""
-    for head_name in ("cls", "lm_head"):  # BERT-style, RoBERTa-style
+    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if encoder is None:
+        return None
+    for head_name in ("cls", "lm_head"):  # BERT-style and RoFormer, RoBERTa-style
         head = getattr(model, head_name, None)
-        encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
-        if head is not None and encoder is not None:
+        if head is not None:
             return encoder, head
+    if isinstance(getattr(model, "head", None), nn.Module) and hasattr(model, "decoder"):
+        return encoder, nn.Sequential(model.head, model.decoder)  # ModernBERT
     return None
 
 

@@ -308,7 +308,7 @@ def test_a_preset_is_the_random_initialisation_baseline(model_dir, tmp_path):
         torch.manual_seed(seed)
         model = ft._load_model(cfg, ["no", "yes"], tok)
         assert (model.config.hidden_size, model.config.num_hidden_layers) == (128, 2)
-        return model.bert.encoder.layer[0].attention.self.query.weight
+        return model.base_model.encoder.layer[0].attention.self.query.weight
 
     assert torch.equal(weights(0), weights(0))
     assert not torch.equal(weights(0), weights(1))
