@@ -145,9 +145,7 @@ def _from_checkpoint(
             f"the tokenizer has {len(tokenizer)} tokens but {path!r} embeds only "
             f"{model.get_input_embeddings().num_embeddings}; use the checkpoint's own tokenizer"
         )
-    limit = getattr(model.config, "max_position_embeddings", max_length)
-    if max_length > limit:
-        raise FemlmError(f"max_length {max_length} exceeds the model's {limit} positions")
+    check_positions(model, max_length, path)
     missing = [k for k in info.get("missing_keys", []) if "embeddings.position_ids" not in k]
     if missing:
         log.warning(
@@ -160,6 +158,39 @@ def _from_checkpoint(
         )
     model.tie_weights()
     return model
+
+
+def max_positions(model: nn.Module) -> int | None:
+    """The longest sequence ``model`` can embed, or None when it has no such limit.
+
+    RoBERTa-style encoders (RoBERTa, XLM-R, CamemBERT, Longformer, ...) number
+    positions from ``padding_idx + 1``, so ``max_position_embeddings`` 514 holds
+    512 tokens; their position table says so by carrying a ``padding_idx``.
+    """
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    table = getattr(embeddings, "position_embeddings", None)
+    pad = getattr(table, "padding_idx", None)
+    return limit - (pad + 1) if pad is not None else limit
+
+
+def check_positions(model: nn.Module, max_length: int, where: str) -> None:
+    """FemlmError (one line) when ``max_length`` tokens do not fit ``model``'s positions."""
+    limit = max_positions(model)
+    if limit is None or max_length <= limit:
+        return
+    total = model.config.max_position_embeddings
+    why = (
+        ""
+        if limit == total
+        else f" (max_position_embeddings {total}; positions start after the padding id)"
+    )
+    raise FemlmError(
+        f"max_length {max_length} exceeds the {limit} positions of {where!r}{why}; "
+        f"lower --max-length to {limit}"
+    )
 
 
 def _encoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:

@@ -27,7 +27,14 @@ from femlm.corpora.fetch import TASKS
 from femlm.errors import FemlmError
 from femlm.files import write_json
 from femlm.finetune.tasks import Row, label_order, load_task, subsample
-from femlm.model import PRESETS, pick_device, preset_config, quiet_transformers, set_dropout
+from femlm.model import (
+    PRESETS,
+    check_positions,
+    pick_device,
+    preset_config,
+    quiet_transformers,
+    set_dropout,
+)
 from femlm.runs import RunDir
 
 log = logging.getLogger("femlm")
@@ -94,8 +101,7 @@ def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Mo
         raise FemlmError(f"cannot load {cfg.model!r} for classification: {_first(err)}") from None
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise FemlmError(f"the tokenizer has more tokens than {cfg.model!r} embeds")
-    if cfg.max_length > getattr(model.config, "max_position_embeddings", cfg.max_length):
-        raise FemlmError(f"max_length {cfg.max_length} exceeds the model's positions")
+    check_positions(model, cfg.max_length, cfg.model)
     fresh = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
     log.info("classification head starts fresh: %s", ", ".join(sorted(fresh)) or "none")
     return model

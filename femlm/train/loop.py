@@ -30,12 +30,13 @@ from femlm.errors import FemlmError
 from femlm.masking.collator import MaskingCollator
 from femlm.masking.keyed import mix_ints
 from femlm.masking.strategies import WORD_LEVEL
-from femlm.model import build_model, count_parameters, mlm_loss_sum, quiet_transformers
-from femlm.runs import CONFIG_FILE, RunDir
+from femlm.model import build_model, count_parameters, mlm_loss_sum
+from femlm.runs import RunDir
 from femlm.schema import load_config, save_config, to_dict
 from femlm.train import checkpoint as ckpt
 from femlm.train import dist as distributed
 from femlm.train.evaluate import eval_batches_for, evaluate, unigram_loss
+from femlm.train.export import save_final
 from femlm.train.metrics import MetricsLog
 
 log = logging.getLogger("femlm")
@@ -95,7 +96,7 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
     bar.close()
     final = RunDir(cfg.out_dir).final
     if d.main:
-        _save_final(run.model, run.tokenizer, cfg, final)
+        save_final(run.model, run.tokenizer, cfg, final)
         log.info("saved %s (load with AutoModelForMaskedLM.from_pretrained)", final)
     d.barrier()
     return final
@@ -360,19 +361,6 @@ def _training_state(step: int, optimizer: Any, scheduler: Any, elapsed: float) -
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     return state
-
-
-def _save_final(model: nn.Module, tokenizer: Any, cfg: TrainConfig, folder: Path) -> None:
-    tmp = folder.with_name(folder.name + ".tmp")
-    with quiet_transformers():  # its shard-writing bar would ignore --no-progress
-        model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    save_config(cfg, tmp / CONFIG_FILE)
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    tmp.rename(folder)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
