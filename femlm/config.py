@@ -73,6 +73,11 @@ class OptimisationSettings:
     warmup_steps: int = _f(100, "linear warm-up steps")
     schedule: str = _f("linear", "decay after warm-up: linear, cosine or constant")
     max_steps: int = _f(1000, "optimizer steps")
+    epochs: float | None = _f(
+        None,
+        "passes over the training blocks instead of --max-steps (sets max_steps; evaluates "
+        "and checkpoints at the end of every epoch too)",
+    )
     clip_grad: float = _f(1.0, "max gradient norm (0 = no clipping)")
     dropout: float | None = _f(None, "override the model's dropout (e.g. 0 for exact tests)")
 
@@ -240,6 +245,18 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
         raise FemlmError(
             f"eval_mask_prob and eval_random_prob must be >= 0 with a sum <= 1, got {m} and {r}"
         )
+
+
+def steps_per_epoch(train_blocks: int, batch_size: int) -> int:
+    """Optimizer steps in one pass: each epoch's order drops its last partial batch."""
+    return train_blocks // batch_size
+
+
+def epoch_steps(epochs: float, train_blocks: int, batch_size: int) -> int:
+    """``max_steps`` for ``--epochs``: whole epochs exactly, a fraction rounded (at least 1)."""
+    if not epochs > 0:
+        raise FemlmError(f"epochs must be positive, got {epochs}")
+    return max(1, round(epochs * steps_per_epoch(train_blocks, batch_size)))
 
 
 # --- the other subcommands' options ------------------------------------------------

@@ -397,3 +397,18 @@ def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
     with pytest.raises(FemlmError, match="no GPU of its own: 1 visible"):
         dist._gpu_index(1)
     assert dist._gpu_index(0) == 0
+
+
+def test_epochs_set_the_length_schedule_evaluations_and_checkpoints(setup, tmp_path):
+    out = tmp_path / "run"
+    extra = ("--epochs", "2", "--eval-every", "0", "--save-every", "0", "--keep-last", "5")
+    assert main(_args(setup, out, "--batch-size", "64", *extra)) == 0
+    saved = json.loads((out / "femlm_config.json").read_text())
+    steps, per_epoch = saved["max_steps"], saved["max_steps"] // 2
+    assert saved["epochs"] == 2 and steps == 2 * per_epoch and per_epoch >= 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval_loss" in r] == [per_epoch, steps]
+    assert [r["lr"] for r in rows if "lr" in r][-1] == 0.0  # linear decay ends with the run
+    names = [p.name for p in list_checkpoints(out / "checkpoints")]
+    assert names == [f"step-{per_epoch:07d}", f"step-{steps:07d}"]
+    assert main(_args(setup, tmp_path / "bad", "--epochs", "0")) == 2

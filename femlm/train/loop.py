@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from femlm.config import TrainConfig, check_config
+from femlm.config import TrainConfig, check_config, epoch_steps, steps_per_epoch
 from femlm.errors import FemlmError
 from femlm.masking.collator import MaskingCollator
 from femlm.masking.keyed import mix_ints
@@ -115,6 +115,8 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
 
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     train_set, eval_set = _blocks(cfg, d, tokenizer)
+    if cfg.epochs is not None:  # the schedule, the bar and the last step follow from here
+        cfg.max_steps = epoch_steps(cfg.epochs, len(train_set), cfg.batch_size)
     model = build_model(cfg.model, tokenizer, cfg.max_length, cfg.dropout).to(d.device)
     objective: nn.Module = MLMObjective(model)
     if d.active:
@@ -227,7 +229,8 @@ def _bookkeeping(
     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
     if step % cfg.log_every == 0 or step == cfg.max_steps:
         metrics.write(step=step, loss=loss, lr=run.scheduler.get_last_lr()[0], tokens_per_s=rate)
-    if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
+    epoch_end = bool(cfg.epochs) and step % steps_per_epoch(len(run.train_set), cfg.batch_size) == 0
+    if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps or epoch_end:
         ev = evaluate(run.model, run.eval_batches, d, run.autocast)
         ppl = math.exp(min(ev, 50.0))
         metrics.write(step=step, eval_loss=ev, eval_ppl=ppl, elapsed=run.elapsed)
@@ -239,7 +242,7 @@ def _bookkeeping(
                 step=step, **_variance(run.model, run.tokenizer, run.eval_set, cfg).to_row()
             )
         d.barrier()
-    if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
+    if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps or epoch_end:
         if d.main:
             ckpt_dir = RunDir(cfg.out_dir).checkpoints
             state = _training_state(step, run.optimizer, run.scheduler, run.elapsed)
