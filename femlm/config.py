@@ -116,6 +116,12 @@ class RunSettings:
     compile: bool = _f(False, "torch.compile the model")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
     progress: bool = _f(True, "show a progress bar")
+    report_to: str = _f(
+        "none",
+        "also log metrics to tensorboard or wandb (offline unless WANDB_MODE is set); "
+        "metrics.jsonl is always written",
+        choices=("none", "tensorboard", "wandb"),
+    )
 
 
 # Bases in reverse order: a dataclass lists inherited fields from the last base

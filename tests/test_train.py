@@ -412,3 +412,59 @@ def test_epochs_set_the_length_schedule_evaluations_and_checkpoints(setup, tmp_p
     names = [p.name for p in list_checkpoints(out / "checkpoints")]
     assert names == [f"step-{per_epoch:07d}", f"step-{steps:07d}"]
     assert main(_args(setup, tmp_path / "bad", "--epochs", "0")) == 2
+
+
+class _FakeWandb:
+    """Records what femlm hands to ``wandb`` (the real package is an optional extra)."""
+
+    def __init__(self):
+        import importlib.machinery
+
+        self.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # libraries probe it
+        self.init_kwargs, self.logged, self.finished = {}, [], False
+
+    def init(self, **kwargs):
+        self.init_kwargs = kwargs
+        return self
+
+    def log(self, values, step):
+        self.logged.append((step, values))
+
+    def finish(self):
+        self.finished = True
+
+
+def test_report_to_wandb_logs_every_metrics_row_offline(setup, tmp_path, monkeypatch):
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    out = tmp_path / "run"
+    assert main(_args(setup, out, "--max-steps", "3", "--report-to", "wandb")) == 0
+    assert fake.init_kwargs["mode"] == "offline" and fake.init_kwargs["dir"] == str(out)
+    assert fake.init_kwargs["config"]["report_to"] == "wandb" and fake.finished
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r.pop("step"), r) for r in rows] == fake.logged
+
+
+def test_report_to_names_the_missing_package(setup, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    for tracker in ("wandb", "tensorboard"):
+        assert main(_args(setup, tmp_path / tracker, "--report-to", tracker)) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err == f"femlm: error: --report-to {tracker} needs the {tracker} package: " + (
+            f"pip install 'femlm[{tracker}]'"
+        )
+    assert main(_args(setup, tmp_path / "none", "--max-steps", "1")) == 0
+    assert not (tmp_path / "none" / "tensorboard").exists()  # only on request
+
+
+def test_report_to_real_trackers_when_installed(setup, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for tracker in ("tensorboard", "wandb"):
+        out = tmp_path / tracker
+        assert main(_args(setup, out, "--max-steps", "2", "--report-to", tracker)) == 0
+        assert list((out / tracker).rglob("*")), f"{tracker} wrote nothing"

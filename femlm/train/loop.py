@@ -94,6 +94,7 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
         run.elapsed += seconds  # training time only, carried across resumes
         _bookkeeping(cfg, d, run, bar, step_loss, tokens / seconds)
     bar.close()
+    run.metrics.close()
     final = RunDir(cfg.out_dir).final
     if d.main:
         save_final(run.model, run.tokenizer, cfg, final)
@@ -135,7 +136,7 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
     if d.active:
         start = _broadcast_path(start)
     step, elapsed = _restore(start, model, optimizer, scheduler) if start else (0, 0.0)
-    metrics = MetricsLog(out, d.main, truncate_after=step)
+    metrics = MetricsLog(out, d.main, step, cfg.report_to, to_dict(cfg))
     if d.main and step == 0:
         # The loss of predicting eval targets from training token frequencies:
         # a run that does not go well below it has learnt nothing but unigrams.
