@@ -113,6 +113,10 @@ class RunSettings:
     seed: int = _f(0, "seed of data order, masks and initialisation")
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
     bf16: bool = _f(False, "bf16 autocast for forward passes")
+    fp16: bool = _f(False, "fp16 autocast with a gradient scaler, for GPUs without bf16 (T4, V100)")
+    gradient_checkpointing: bool = _f(
+        False, "recompute activations in backward: less memory for long sequences, more time"
+    )
     compile: bool = _f(False, "torch.compile the model")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
     progress: bool = _f(True, "show a progress bar")

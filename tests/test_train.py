@@ -468,3 +468,41 @@ def test_report_to_real_trackers_when_installed(setup, tmp_path, monkeypatch):
         out = tmp_path / tracker
         assert main(_args(setup, out, "--max-steps", "2", "--report-to", tracker)) == 0
         assert list((out / tracker).rglob("*")), f"{tracker} wrote nothing"
+
+
+def _losses(out: Path) -> list[float]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+@pytest.mark.interop
+def test_gradient_checkpointing_gives_the_same_training(setup, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    enabled = []
+    name = "activation_checkpointing_enable"  # transformers 5; 4.x: gradient_checkpointing_enable
+    name = name if hasattr(PreTrainedModel, name) else "gradient_checkpointing_enable"
+    real = getattr(PreTrainedModel, name)
+
+    def spy(self, *args, **kwargs):
+        enabled.append(type(self).__name__)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, name, spy)
+    extra = ("--max-steps", "3", "--dropout", "0", "--save-every", "0")
+    assert main(_args(setup, tmp_path / "plain", *extra)) == 0
+    assert main(_args(setup, tmp_path / "ckpt", *extra, "--gradient-checkpointing")) == 0
+    assert enabled == ["BertForMaskedLM"]
+    assert _losses(tmp_path / "ckpt") == pytest.approx(_losses(tmp_path / "plain"), rel=1e-5)
+
+
+def test_fp16_scales_the_loss_and_resumes_with_the_scaler(setup, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(setup, out, "--fp16", "--max-steps", "3")) == 0
+    losses = _losses(out)
+    assert len(losses) == 3 and all(0 < x < 20 for x in losses)
+    state = torch.load(out / "checkpoints" / "step-0000003" / "training.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 1  # loss scaling on, its state kept for --resume
+    assert main(_args(setup, out, "--fp16", "--max-steps", "6", "--resume")) == 0
+    assert main(_args(setup, tmp_path / "both", "--fp16", "--bf16")) == 2
+    assert "exclude each other" in capsys.readouterr().err
