@@ -196,6 +196,9 @@ class FinetuneConfig:
     task: str | None = _f(None, "bbc, movies, debian, a CSV/JSONL file or a train/dev/test folder")
     text_field: str = _f("text", "column holding the text")
     label_field: str = _f("label", "column holding the label (strings or integers)")
+    text_pair_field: str | None = _f(
+        None, "column holding the second text of a sentence-pair task (entailment, paraphrase)"
+    )
     cache_dir: str | None = _f(
         None, "where built-in tasks live (default $FEMLM_CACHE, ~/.cache/femlm when unset)"
     )
@@ -220,6 +223,9 @@ class FinetuneConfig:
     warmup_ratio: float = _f(0.1, "share of the maximum steps spent warming up")
     max_train_examples: int | None = _f(None, "stratified subsample of train, for quick runs")
     out: str | None = _f(None, "JSON result path (default <model>/finetune-<task>.json)")
+    save_model: str | None = _f(
+        None, "keep each seed's best classifier in HF layout in <save_model>/seed-<s>/"
+    )
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
     progress: bool = _f(True, "show a progress bar")

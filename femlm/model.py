@@ -176,6 +176,11 @@ def max_positions(model: nn.Module) -> int | None:
     return limit - (pad + 1) if pad is not None else limit
 
 
+def uses_token_types(model: nn.Module) -> bool:
+    """Whether the model embeds segment ids (BERT's ``type_vocab_size`` 2; RoBERTa's 1)."""
+    return getattr(model.config, "type_vocab_size", 0) >= 2
+
+
 def check_positions(model: nn.Module, max_length: int, where: str) -> None:
     """FemlmError (one line) when ``max_length`` tokens do not fit ``model``'s positions."""
     limit = max_positions(model)

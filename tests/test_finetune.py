@@ -4,6 +4,7 @@ import argparse
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -355,3 +356,38 @@ def test_three_labels_size_the_head_on_both_paths(model_dir):
         assert loaded.classifier.out_features == 3
         assert loaded.config.id2label == {0: "a", 1: "b", 2: "c"}
         assert loaded.config.label2id == {"a": 0, "b": 1, "c": 2}
+
+
+def _pair_rows(n: int = 240) -> list[dict]:
+    """Label "yes" iff the *second* text holds "mask": only a pair model can learn it."""
+    rows = _rows(n)
+    rng = random.Random(1)
+    return [
+        {"premise": " ".join(rng.choice(FILLER) for _ in range(5)), "hypothesis": r["text"],
+         "label": r["label"]}
+        for r in rows
+    ]  # fmt: skip
+
+
+def test_sentence_pairs_get_token_types_and_the_model_is_saved(model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    task = _write_jsonl(tmp_path / "pairs.jsonl", _pair_rows())
+    saved = tmp_path / "classifier"
+    cfg = _cfg(model_dir, task, text_field="premise", text_pair_field="hypothesis")
+    result = finetune(replace(cfg, save_model=str(saved), lrs=[5e-3, 1e-2], seeds=[0, 1]))
+    assert result["runs"][0]["test_accuracy"] > 0.8
+    assert sorted(p.name for p in saved.iterdir()) == ["seed-0", "seed-1"]  # candidates dropped
+    model = AutoModelForSequenceClassification.from_pretrained(saved / "seed-0")
+    tok = AutoTokenizer.from_pretrained(saved / "seed-0")
+    assert model.config.id2label == {0: "no", 1: "yes"}
+    enc = tok("the model", "a mask token", return_tensors="pt")
+    assert enc["token_type_ids"][0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert model.config.id2label[int(model(**enc).logits.argmax())] == "yes"
+
+
+def test_a_missing_pair_column_names_its_flag(tmp_path):
+    task = tmp_path / "t.csv"
+    task.write_text("text,label\na b,x\n", encoding="utf-8")
+    with pytest.raises(FemlmError, match="no column 'second'.*--text-pair-field"):
+        read_task_file(task, pair_field="second")

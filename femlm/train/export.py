@@ -12,16 +12,11 @@ from torch import nn
 
 from femlm.config import TrainConfig
 from femlm.data.tokenizer import save_portable
-from femlm.model import max_positions, quiet_transformers
+from femlm.model import max_positions, quiet_transformers, uses_token_types
 from femlm.runs import CONFIG_FILE
 from femlm.schema import save_config
 
 HF_CONFIG = "config.json"
-
-
-def uses_token_types(model: nn.Module) -> bool:
-    """Whether the model embeds segment ids (BERT's ``type_vocab_size`` 2; RoBERTa's 1)."""
-    return getattr(model.config, "type_vocab_size", 0) >= 2
 
 
 def save_tokenizer_for(tokenizer: Any, model: nn.Module, folder: str | Path) -> None:
