@@ -226,6 +226,12 @@ class FinetuneConfig:
     save_model: str | None = _f(
         None, "keep each seed's best classifier in HF layout in <save_model>/seed-<s>/"
     )
+    checkpoints: str | None = _f(
+        None,
+        "'all': --model is a pre-training run folder; fine-tune every saved checkpoint "
+        "(accuracy vs pre-training steps, in <run>/finetune-checkpoints/)",
+        choices=("all",),
+    )
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
     progress: bool = _f(True, "show a progress bar")

@@ -1,6 +1,7 @@
 """Fine-tuning: task files, splits, metrics, determinism and the loop on a separable task."""
 
 import argparse
+import importlib.util
 import json
 import random
 from collections import Counter
@@ -391,3 +392,31 @@ def test_a_missing_pair_column_names_its_flag(tmp_path):
     task.write_text("text,label\na b,x\n", encoding="utf-8")
     with pytest.raises(FemlmError, match="no column 'second'.*--text-pair-field"):
         read_task_file(task, pair_field="second")
+
+
+def test_every_checkpoint_of_a_run_is_fine_tuned(model_dir, tmp_path, capsys):
+    from transformers import BertForMaskedLM
+
+    from femlm.cli import main
+    from femlm.train.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    model = BertForMaskedLM.from_pretrained(model_dir)
+    for step in (2, 4):
+        save_checkpoint(run / "checkpoints", step, model, {"step": step}, {})
+    (run / "femlm_config.json").write_text(json.dumps({"tokenizer": str(model_dir)}))
+    task = _write_jsonl(tmp_path / "task.jsonl", _rows())
+    args = ["finetune", "--task", str(task), "--seeds", "0", "1", "--epochs", "2", "--lr", "5e-3"]
+    args += ["--max-length", "32", "--threads", "1", "--no-progress", "--checkpoints", "all"]
+    assert main([*args, "--model", str(run)]) == 0
+    curve = json.loads((run / "finetune-checkpoints" / "task.json").read_text())
+    assert [p["step"] for p in curve["points"]] == [2, 4]
+    for point in curve["points"]:
+        assert point["test_accuracy"]["std"] is not None  # two seeds: a spread to plot
+        one = json.loads((run / "finetune-checkpoints" / point["result"]).read_text())
+        assert one["test_accuracy"] == point["test_accuracy"]
+    assert "saved to" in capsys.readouterr().out
+    plotted = (run / "finetune-checkpoints" / "task.png").is_file()
+    assert plotted or importlib.util.find_spec("matplotlib") is None
+    assert main([*args, "--model", str(model_dir)]) == 2
+    assert "needs --model to be a pre-training run folder" in capsys.readouterr().err
