@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -52,11 +53,38 @@ def build_model(
     """
     if name_or_path in PRESETS:
         return _from_preset(name_or_path, tokenizer, max_length, dropout)
-    if not os.path.isdir(name_or_path):
-        raise FemlmError(
-            f"model {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a local folder"
-        )
+    check_model_source(name_or_path)
     return _from_checkpoint(name_or_path, tokenizer, max_length, dropout)
+
+
+def check_model_source(name: str | None) -> None:
+    """FemlmError (one line) unless ``name`` is a preset or a local folder; what looks
+    like a Hub id gets a hint, since femlm never downloads."""
+    if name in PRESETS or (name and os.path.isdir(os.path.expanduser(name))):
+        return
+    hint = ""
+    if name and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
+        hint = (
+            f"; femlm reads local folders only: download a Hub model where there is network "
+            f"(`hf download {name} --local-dir DIR`, or save_pretrained) and pass --model DIR"
+        )
+    raise FemlmError(
+        f"model {name!r} is neither a preset ({', '.join(PRESETS)}) nor an existing folder{hint}"
+    )
+
+
+def tokenizer_source(tokenizer: str | None, model: str) -> str:
+    """The folder to load the tokenizer from: ``tokenizer``, else the model's own folder
+    (a preset has none)."""
+    if tokenizer:
+        return tokenizer
+    if model in PRESETS:
+        raise FemlmError(
+            f"the preset {model!r} has no tokenizer: give --tokenizer DIR "
+            "(train one with `femlm tokenizer train`)"
+        )
+    check_model_source(model)
+    return model
 
 
 def preset_config(name: str, tokenizer: Any, max_length: int, dropout: float | None = None) -> Any:

@@ -506,3 +506,40 @@ def test_fp16_scales_the_loss_and_resumes_with_the_scaler(setup, tmp_path, capsy
     assert main(_args(setup, out, "--fp16", "--max-steps", "6", "--resume")) == 0
     assert main(_args(setup, tmp_path / "both", "--fp16", "--bf16")) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_errors_name_the_real_cause(setup, tmp_path, capsys):
+    def error(args):
+        assert main(args) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("femlm: error:")  # exit 2: a FemlmError, no traceback
+        return lines[-1]
+
+    missing = error(_args(setup, tmp_path / "a", "--data", str(tmp_path / "nonexist.jsonl")))
+    assert "nonexist.jsonl' does not exist" in missing
+    no_tok = [a for a in _args(setup, tmp_path / "b") if a != str(setup["tokenizer"])]
+    no_tok.remove("--tokenizer")
+    assert "preset 'tiny' has no tokenizer: give --tokenizer" in error(no_tok)
+    hub = error(_args(setup, tmp_path / "c", "--model", "bert-base-uncased"))
+    assert "local folders only" in hub and "hf download bert-base-uncased" in hub
+    hub = error([*no_tok, "--model", "bert-base-uncased"])  # the tokenizer would come from it
+    assert "local folders only" in hub
+    nothing = error(["pretrain", "--out-dir", str(tmp_path / "nothing"), "--resume"])
+    assert "nothing to resume" in nothing and "femlm_config.json" in nothing
+    from transformers import BertConfig, BertForMaskedLM
+
+    bare = tmp_path / "bare-model"  # weights and config.json, no tokenizer files
+    BertForMaskedLM(BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64)).save_pretrained(bare)  # fmt: skip
+    assert "holds no tokenizer files" in error([*no_tok, "--model", str(bare)])
+
+
+def test_build_blocks_names_an_in_memory_dataset(setup):
+    import datasets
+
+    from femlm.data.blocks import build_blocks
+    from femlm.data.tokenizer import load_tokenizer
+
+    rows = datasets.Dataset.from_dict({"text": ["a model", "a token"]})
+    with pytest.raises(FemlmError, match="not Dataset; save .*save_to_disk"):
+        build_blocks(rows, load_tokenizer(setup["tokenizer"]), 16)

@@ -23,6 +23,16 @@ log = logging.getLogger("femlm")
 
 DEFAULT_VOCAB_SIZE = 8192
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Any one of these makes a folder a tokenizer folder (fast, WordPiece, BPE, SentencePiece).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 
 # Written as the tokenizer class so both transformers 4 (where it is the fast
 # base class) and 5 (where it aliases the tokenizers backend) load the folder
@@ -202,6 +212,13 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
         raise FemlmError(
             f"cannot load a tokenizer from {str(path)!r}: the folder does not exist; "
             "train one with `femlm tokenizer train`"
+        )
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        # transformers 5 builds an empty tokenizer from config.json alone, which then
+        # finds no tokens in any corpus.
+        raise FemlmError(
+            f"{str(path)!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); "
+            "give --tokenizer DIR, or save the model's tokenizer into that folder"
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

@@ -30,7 +30,7 @@ from femlm.errors import FemlmError
 from femlm.masking.collator import MaskingCollator
 from femlm.masking.keyed import mix_ints
 from femlm.masking.strategies import WORD_LEVEL
-from femlm.model import build_model, count_parameters, mlm_loss_sum
+from femlm.model import build_model, count_parameters, mlm_loss_sum, tokenizer_source
 from femlm.runs import RunDir
 from femlm.schema import load_config, save_config, to_dict
 from femlm.train import checkpoint as ckpt
@@ -121,9 +121,11 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
     start = _resume_point(out.checkpoints, resume) if d.main else None
     torch.manual_seed(cfg.seed)
 
+    from femlm.data.readers import resolve_inputs
     from femlm.data.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    resolve_inputs(cfg.data)  # a missing corpus is named before the tokenizer is looked for
+    tokenizer = load_tokenizer(tokenizer_source(cfg.tokenizer, cfg.model))
     train_set, eval_set = _blocks(cfg, d, tokenizer)
     if cfg.epochs is not None:  # the schedule, the bar and the last step follow from here
         cfg.max_steps = epoch_steps(cfg.epochs, len(train_set), cfg.batch_size)
@@ -373,6 +375,9 @@ def run_from_files(config_path: str | None, overrides: dict[str, Any], resume: b
     if resume and not config_path:
         out = overrides.get("out_dir") or TrainConfig().out_dir
         saved = RunDir(out).config
-        if saved.is_file():
-            config_path = str(saved)
+        if not saved.is_file():
+            raise FemlmError(
+                f"nothing to resume: {out} holds no {saved.name} (no run started there)"
+            )
+        config_path = str(saved)
     return pretrain(load_config(TrainConfig, config_path, overrides), resume=resume)
