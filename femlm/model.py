@@ -62,14 +62,19 @@ def check_model_source(name: str | None) -> None:
     like a Hub id gets a hint, since femlm never downloads."""
     if name in PRESETS or (name and os.path.isdir(os.path.expanduser(name))):
         return
-    hint = ""
-    if name and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
-        hint = (
-            f"; femlm reads local folders only: download a Hub model where there is network "
-            f"(`hf download {name} --local-dir DIR`, or save_pretrained) and pass --model DIR"
-        )
     raise FemlmError(
-        f"model {name!r} is neither a preset ({', '.join(PRESETS)}) nor an existing folder{hint}"
+        f"model {name!r} is neither a preset ({', '.join(PRESETS)}) nor an existing folder"
+        + hub_hint(name)
+    )
+
+
+def hub_hint(name: str | None) -> str:
+    """For a missing ``name`` shaped like a Hub id: how to get it, since femlm never downloads."""
+    if not name or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
+        return ""
+    return (
+        f"; femlm reads local folders only: download a Hub model where there is network "
+        f"(`hf download {name} --local-dir DIR`, or save_pretrained) and pass --model DIR"
     )
 
 

@@ -420,3 +420,9 @@ def test_every_checkpoint_of_a_run_is_fine_tuned(model_dir, tmp_path, capsys):
     assert plotted or importlib.util.find_spec("matplotlib") is None
     assert main([*args, "--model", str(model_dir)]) == 2
     assert "needs --model to be a pre-training run folder" in capsys.readouterr().err
+
+
+def test_a_hub_id_is_named_as_such(tmp_path):
+    task = _write_jsonl(tmp_path / "task.jsonl", _rows())
+    with pytest.raises(FemlmError, match="local folders only.*hf download bert-base-uncased"):
+        finetune(_cfg(Path("bert-base-uncased"), task))

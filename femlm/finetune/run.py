@@ -30,8 +30,8 @@ from femlm.finetune.metrics import METRICS, accuracy, dev_scores, macro_f1, seed
 from femlm.finetune.tasks import PAIR_SEP, Row, label_order, load_task, subsample
 from femlm.model import (
     PRESETS,
-    check_model_source,
     check_positions,
+    hub_hint,
     max_positions,
     pick_device,
     preset_config,
@@ -227,12 +227,11 @@ def _check(cfg: FinetuneConfig) -> None:
             raise FemlmError(
                 f"the preset {cfg.model!r} (random initialisation) needs --tokenizer and --out"
             )
-    elif cfg.model and not Path(cfg.model).expanduser().exists():
-        check_model_source(cfg.model)  # names a Hub id as such
-    if cfg.model not in PRESETS and (not cfg.model or not Path(cfg.model).expanduser().is_dir()):
+    elif not cfg.model or not Path(cfg.model).expanduser().is_dir():
         raise FemlmError(
             f"model folder not found: {cfg.model!r}; give --model a saved model folder "
             f"or a preset ({', '.join(PRESETS)}) for a baseline without pre-training"
+            + hub_hint(cfg.model)
         )
     if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
         raise FemlmError(f"dropout must be in [0, 1), got {cfg.dropout}")
