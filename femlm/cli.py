@@ -90,6 +90,11 @@ def _run_variance(opts: C.VarianceConfig, args: argparse.Namespace) -> None:
 def _run_finetune(opts: C.FinetuneConfig, args: argparse.Namespace) -> None:
     from femlm.finetune.run import finetune, format_table
 
+    if opts.checkpoints:
+        from femlm.finetune.sweep import finetune_checkpoints, format_curve
+
+        print(format_curve(finetune_checkpoints(opts)))
+        return
     print(format_table(finetune(opts)))
 
 

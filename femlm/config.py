@@ -93,6 +93,12 @@ class OptimisationSettings(Checked):
     warmup_steps: int = _f(100, "linear warm-up steps", bounds=NON_NEGATIVE)
     schedule: str = _f("linear", "decay after warm-up", choices=("linear", "cosine", "constant"))
     max_steps: int = _f(1000, "optimizer steps", bounds=POSITIVE)
+    epochs: float | None = _f(
+        None,
+        "passes over the training blocks instead of --max-steps (sets max_steps; evaluates "
+        "and checkpoints at the end of every epoch too)",
+        bounds=Bounds(low=0, low_open=True),
+    )
     clip_grad: float = _f(1.0, "max gradient norm (0 = no clipping)", bounds=NON_NEGATIVE)
     dropout: float | None = _f(
         None,
@@ -141,9 +147,19 @@ class RunSettings(Checked):
     seed: int = _f(0, "seed of data order, masks and initialisation")
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
     bf16: bool = _f(False, "bf16 autocast for forward passes")
+    fp16: bool = _f(False, "fp16 autocast with a gradient scaler, for GPUs without bf16 (T4, V100)")
+    gradient_checkpointing: bool = _f(
+        False, "recompute activations in backward: less memory for long sequences, more time"
+    )
     compile: bool = _f(False, "torch.compile the model")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)", bounds=POSITIVE)
     progress: bool = _f(True, "show a progress bar")
+    report_to: str = _f(
+        "none",
+        "also log metrics to tensorboard or wandb (offline unless WANDB_MODE is set); "
+        "metrics.jsonl is always written",
+        choices=("none", "tensorboard", "wandb"),
+    )
 
 
 # Bases in reverse order: a dataclass lists inherited fields from the last base
@@ -238,6 +254,9 @@ class FinetuneConfig(Checked):
     task: str | None = _f(None, "bbc, movies, debian, a CSV/JSONL file or a train/dev/test folder")
     text_field: str = _f("text", "column holding the text")
     label_field: str = _f("label", "column holding the label (strings or integers)")
+    text_pair_field: str | None = _f(
+        None, "column holding the second text of a sentence-pair task (entailment, paraphrase)"
+    )
     cache_dir: str | None = _f(
         None, "where built-in tasks live (default $FEMLM_CACHE, ~/.cache/femlm when unset)"
     )
@@ -282,6 +301,15 @@ class FinetuneConfig(Checked):
         None, "stratified subsample of train, for quick runs", bounds=POSITIVE
     )
     out: str | None = _f(None, "JSON result path (default <model>/finetune-<task>.json)")
+    save_model: str | None = _f(
+        None, "keep each seed's best classifier in HF layout in <save_model>/seed-<s>/"
+    )
+    checkpoints: str | None = _f(
+        None,
+        "'all': --model is a pre-training run folder; fine-tune every saved checkpoint "
+        "(accuracy vs pre-training steps, in <run>/finetune-checkpoints/)",
+        choices=("all",),
+    )
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, ...")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)", bounds=POSITIVE)
     progress: bool = _f(True, "show a progress bar")
@@ -319,3 +347,15 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
         raise FemlmError(
             f"eval_mask_prob and eval_random_prob must be >= 0 with a sum <= 1, got {m} and {r}"
         )
+
+
+def steps_per_epoch(train_blocks: int, batch_size: int) -> int:
+    """Optimizer steps in one pass: each epoch's order drops its last partial batch."""
+    return train_blocks // batch_size
+
+
+def epoch_steps(epochs: float, train_blocks: int, batch_size: int) -> int:
+    """``max_steps`` for ``--epochs``: whole epochs exactly, a fraction rounded (at least 1)."""
+    if not epochs > 0:
+        raise FemlmError(f"epochs must be positive, got {epochs}")
+    return max(1, round(epochs * steps_per_epoch(train_blocks, batch_size)))

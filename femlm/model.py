@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -58,11 +59,43 @@ def build_model(
     """
     if name_or_path in PRESETS:
         return _from_preset(name_or_path, tokenizer, max_length, dropout)
-    if not os.path.isdir(name_or_path):
-        raise FemlmError(
-            f"model {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a local folder"
-        )
+    check_model_source(name_or_path)
     return _from_checkpoint(name_or_path, tokenizer, max_length, dropout)
+
+
+def check_model_source(name: str | None) -> None:
+    """FemlmError (one line) unless ``name`` is a preset or a local folder; what looks
+    like a Hub id gets a hint, since femlm never downloads."""
+    if name in PRESETS or (name and os.path.isdir(os.path.expanduser(name))):
+        return
+    raise FemlmError(
+        f"model {name!r} is neither a preset ({', '.join(PRESETS)}) nor an existing folder"
+        + hub_hint(name)
+    )
+
+
+def hub_hint(name: str | None) -> str:
+    """For a missing ``name`` shaped like a Hub id: how to get it, since femlm never downloads."""
+    if not name or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
+        return ""
+    return (
+        f"; femlm reads local folders only: download a Hub model where there is network "
+        f"(`hf download {name} --local-dir DIR`, or save_pretrained) and pass --model DIR"
+    )
+
+
+def tokenizer_source(tokenizer: str | None, model: str) -> str:
+    """The folder to load the tokenizer from: ``tokenizer``, else the model's own folder
+    (a preset has none)."""
+    if tokenizer:
+        return tokenizer
+    if model in PRESETS:
+        raise FemlmError(
+            f"the preset {model!r} has no tokenizer: give --tokenizer DIR "
+            "(train one with `femlm tokenizer train`)"
+        )
+    check_model_source(model)
+    return model
 
 
 def preset_config(name: str, tokenizer: Any, max_length: int, dropout: float | None = None) -> Any:
@@ -149,9 +182,7 @@ def _from_checkpoint(
             f"the tokenizer has {len(tokenizer)} tokens but {path!r} embeds only "
             f"{model.get_input_embeddings().num_embeddings}; use the checkpoint's own tokenizer"
         )
-    limit = getattr(model.config, "max_position_embeddings", max_length)
-    if max_length > limit:
-        raise FemlmError(f"max_length {max_length} exceeds the model's {limit} positions")
+    check_positions(model, max_length, path)
     missing = [k for k in info.get("missing_keys", []) if "embeddings.position_ids" not in k]
     if missing:
         log.warning(
@@ -194,6 +225,44 @@ def local_weights(auto_cls: Any, path: str, config: Any, what: str) -> tuple[nn.
 
 def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def max_positions(model: nn.Module) -> int | None:
+    """The longest sequence ``model`` can embed, or None when it has no such limit.
+
+    RoBERTa-style encoders (RoBERTa, XLM-R, CamemBERT, Longformer, ...) number
+    positions from ``padding_idx + 1``, so ``max_position_embeddings`` 514 holds
+    512 tokens; their position table says so by carrying a ``padding_idx``.
+    """
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    table = getattr(embeddings, "position_embeddings", None)
+    pad = getattr(table, "padding_idx", None)
+    return limit - (pad + 1) if pad is not None else limit
+
+
+def uses_token_types(model: nn.Module) -> bool:
+    """Whether the model embeds segment ids (BERT's ``type_vocab_size`` 2; RoBERTa's 1)."""
+    return getattr(model.config, "type_vocab_size", 0) >= 2
+
+
+def check_positions(model: nn.Module, max_length: int, where: str) -> None:
+    """FemlmError (one line) when ``max_length`` tokens do not fit ``model``'s positions."""
+    limit = max_positions(model)
+    if limit is None or max_length <= limit:
+        return
+    total = model.config.max_position_embeddings
+    why = (
+        ""
+        if limit == total
+        else f" (max_position_embeddings {total}; positions start after the padding id)"
+    )
+    raise FemlmError(
+        f"max_length {max_length} exceeds the {limit} positions of {where!r}{why}; "
+        f"lower --max-length to {limit}"
+    )
 
 
 def _encoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:

@@ -19,11 +19,15 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
     "${pip[@]}" install "torch==2.13.0"
 fi
 
+# FEMLM_PINS: extra requirements installed with femlm, e.g. the oldest supported
+# transformers for scripts/test.sh's second environment.
+pins="${FEMLM_PINS:-}"
 stamp="$venv/.femlm-installed"
-want="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+want="$( (cat "$root/pyproject.toml"; echo "$pins") | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "setup: installing femlm and its dependencies" >&2
-    "${pip[@]}" install -e "$root[dev]"
+    echo "setup: installing femlm and its dependencies ${pins}" >&2
+    # shellcheck disable=SC2086  # pins is a space-separated list of requirements
+    "${pip[@]}" install -e "$root[dev]" $pins
     echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"

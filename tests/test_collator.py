@@ -30,7 +30,7 @@ def features(tokenizer):
 
 
 def test_output_layout_labels_and_specials(tokenizer, features):
-    collator = MaskingCollator(tokenizer, strategy="fully-explored", views=4)
+    collator = MaskingCollator(tokenizer, strategy="fully-explored", views=4, return_view_info=True)
     out = collator(features)
     b, v = len(features), 4
     length = max(len(f["input_ids"]) for f in features)
@@ -171,6 +171,7 @@ def _tiny_bert(tokenizer):
     return BertForMaskedLM(config)
 
 
+@pytest.mark.interop
 def test_one_real_step_with_transformers_trainer(tokenizer, tmp_path):
     from transformers import Trainer, TrainingArguments
 
@@ -208,7 +209,7 @@ def test_plain_pytorch_loop(tokenizer, features):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     loader = DataLoader(_Indexed(features), batch_size=3, collate_fn=MaskingCollator(tokenizer))
     for batch in loader:
-        batch.pop("sequence_index"), batch.pop("view_index")
+        assert "sequence_index" not in batch  # only on request: forward() would reject it
         loss = model(**batch).loss
         loss.backward()
         opt.step()

@@ -1,9 +1,11 @@
 """Fine-tuning: task files, splits, metrics, determinism and the loop on a separable task."""
 
 import argparse
+import importlib.util
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -319,7 +321,7 @@ def test_dropout_override_reaches_the_model(model_dir):
     from femlm.data.tokenizer import load_tokenizer
 
     tok = load_tokenizer(str(model_dir))
-    for model in (str(model_dir), "tiny"):
+    for model in (str(model_dir), "bert-tiny"):
         cfg = FinetuneConfig(model=model, dropout=0.25, max_length=32)
         loaded = ft._load_model(cfg, ["no", "yes"], tok)
         assert loaded.bert.embeddings.dropout.p == 0.25
@@ -350,8 +352,77 @@ def test_three_labels_size_the_head_on_both_paths(model_dir):
     from femlm.data.tokenizer import load_tokenizer
 
     tok = load_tokenizer(str(model_dir))
-    for model in (str(model_dir), "tiny"):
+    for model in (str(model_dir), "bert-tiny"):
         loaded = ft._load_model(FinetuneConfig(model=model, max_length=32), ["a", "b", "c"], tok)
         assert loaded.classifier.out_features == 3
         assert loaded.config.id2label == {0: "a", 1: "b", 2: "c"}
         assert loaded.config.label2id == {"a": 0, "b": 1, "c": 2}
+
+
+def _pair_rows(n: int = 240) -> list[dict]:
+    """Label "yes" iff the *second* text holds "mask": only a pair model can learn it."""
+    rows = _rows(n)
+    rng = random.Random(1)
+    return [
+        {"premise": " ".join(rng.choice(FILLER) for _ in range(5)), "hypothesis": r["text"],
+         "label": r["label"]}
+        for r in rows
+    ]  # fmt: skip
+
+
+def test_sentence_pairs_get_token_types_and_the_model_is_saved(model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    task = _write_jsonl(tmp_path / "pairs.jsonl", _pair_rows())
+    saved = tmp_path / "classifier"
+    cfg = _cfg(model_dir, task, text_field="premise", text_pair_field="hypothesis")
+    result = finetune(replace(cfg, save_model=str(saved), lrs=[5e-3, 1e-2], seeds=[0, 1]))
+    assert result["runs"][0]["test_accuracy"] > 0.8
+    assert sorted(p.name for p in saved.iterdir()) == ["seed-0", "seed-1"]  # candidates dropped
+    model = AutoModelForSequenceClassification.from_pretrained(saved / "seed-0")
+    tok = AutoTokenizer.from_pretrained(saved / "seed-0")
+    assert model.config.id2label == {0: "no", 1: "yes"}
+    enc = tok("the model", "a mask token", return_tensors="pt")
+    assert enc["token_type_ids"][0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert model.config.id2label[int(model(**enc).logits.argmax())] == "yes"
+
+
+def test_a_missing_pair_column_names_its_flag(tmp_path):
+    task = tmp_path / "t.csv"
+    task.write_text("text,label\na b,x\n", encoding="utf-8")
+    with pytest.raises(FemlmError, match="no column 'second'.*--text-pair-field"):
+        read_task_file(task, pair_field="second")
+
+
+def test_every_checkpoint_of_a_run_is_fine_tuned(model_dir, tmp_path, capsys):
+    from transformers import BertForMaskedLM
+
+    from femlm.cli import main
+    from femlm.train.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    model = BertForMaskedLM.from_pretrained(model_dir)
+    for step in (2, 4):
+        save_checkpoint(run / "checkpoints", step, model, {"step": step}, {})
+    (run / "femlm_config.json").write_text(json.dumps({"tokenizer": str(model_dir)}))
+    task = _write_jsonl(tmp_path / "task.jsonl", _rows())
+    args = ["finetune", "--task", str(task), "--seeds", "0", "1", "--epochs", "2", "--lr", "5e-3"]
+    args += ["--max-length", "32", "--threads", "1", "--no-progress", "--checkpoints", "all"]
+    assert main([*args, "--model", str(run)]) == 0
+    curve = json.loads((run / "finetune-checkpoints" / "task.json").read_text())
+    assert [p["step"] for p in curve["points"]] == [2, 4]
+    for point in curve["points"]:
+        assert point["test_accuracy"]["std"] is not None  # two seeds: a spread to plot
+        one = json.loads((run / "finetune-checkpoints" / point["result"]).read_text())
+        assert one["test_accuracy"] == point["test_accuracy"]
+    assert "saved to" in capsys.readouterr().out
+    plotted = (run / "finetune-checkpoints" / "task.png").is_file()
+    assert plotted or importlib.util.find_spec("matplotlib") is None
+    assert main([*args, "--model", str(model_dir)]) == 2
+    assert "needs --model to be a pre-training run folder" in capsys.readouterr().err
+
+
+def test_a_hub_id_is_named_as_such(tmp_path):
+    task = _write_jsonl(tmp_path / "task.jsonl", _rows())
+    with pytest.raises(FemlmError, match="local folders only.*hf download bert-base-uncased"):
+        finetune(_cfg(Path("bert-base-uncased"), task))

@@ -311,8 +311,8 @@ def test_the_training_probe_measures_what_trained_and_femlm_variance_agrees(
 
 
 def _validation_rows(cfg, setup) -> list:
-    from femlm.data.packing import VALIDATION_SPLIT_SEED
     from femlm.data.blocks import build_blocks
+    from femlm.data.packing import VALIDATION_SPLIT_SEED
     from femlm.data.tokenizer import load_tokenizer
 
     tok, fraction = load_tokenizer(cfg.model), cfg.validation_fraction
@@ -389,3 +389,149 @@ def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
     with pytest.raises(FemlmError, match="no GPU of its own: 1 visible"):
         dist._gpu_index(1)
     assert dist._gpu_index(0) == 0
+
+
+def test_epochs_set_the_length_schedule_evaluations_and_checkpoints(setup, tmp_path):
+    out = tmp_path / "run"
+    extra = ("--epochs", "2", "--eval-every", "0", "--save-every", "0", "--keep-last", "5")
+    assert main(_args(setup, out, "--batch-size", "64", *extra)) == 0
+    saved = json.loads((out / "femlm_config.json").read_text())
+    steps, per_epoch = saved["max_steps"], saved["max_steps"] // 2
+    assert saved["epochs"] == 2 and steps == 2 * per_epoch and per_epoch >= 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval_loss" in r] == [per_epoch, steps]
+    assert [r["lr"] for r in rows if "lr" in r][-1] == 0.0  # linear decay ends with the run
+    names = [p.name for p in list_checkpoints(out / "checkpoints")]
+    assert names == [f"step-{per_epoch:07d}", f"step-{steps:07d}"]
+    assert main(_args(setup, tmp_path / "bad", "--epochs", "0")) == 2
+
+
+class _FakeWandb:
+    """Records what femlm hands to ``wandb`` (the real package is an optional extra)."""
+
+    def __init__(self):
+        import importlib.machinery
+
+        self.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # libraries probe it
+        self.init_kwargs, self.logged, self.finished = {}, [], False
+
+    def init(self, **kwargs):
+        self.init_kwargs = kwargs
+        return self
+
+    def log(self, values, step):
+        self.logged.append((step, values))
+
+    def finish(self):
+        self.finished = True
+
+
+def test_report_to_wandb_logs_every_metrics_row_offline(setup, tmp_path, monkeypatch):
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    out = tmp_path / "run"
+    assert main(_args(setup, out, "--max-steps", "3", "--report-to", "wandb")) == 0
+    assert fake.init_kwargs["mode"] == "offline" and fake.init_kwargs["dir"] == str(out)
+    assert fake.init_kwargs["config"]["report_to"] == "wandb" and fake.finished
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r.pop("step"), r) for r in rows] == fake.logged
+
+
+def test_report_to_names_the_missing_package(setup, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    for tracker in ("wandb", "tensorboard"):
+        assert main(_args(setup, tmp_path / tracker, "--report-to", tracker)) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err == f"femlm: error: --report-to {tracker} needs the {tracker} package: " + (
+            f"pip install 'femlm[{tracker}]'"
+        )
+    assert main(_args(setup, tmp_path / "none", "--max-steps", "1")) == 0
+    assert not (tmp_path / "none" / "tensorboard").exists()  # only on request
+
+
+def test_report_to_real_trackers_when_installed(setup, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for tracker in ("tensorboard", "wandb"):
+        out = tmp_path / tracker
+        assert main(_args(setup, out, "--max-steps", "2", "--report-to", tracker)) == 0
+        assert list((out / tracker).rglob("*")), f"{tracker} wrote nothing"
+
+
+def _losses(out: Path) -> list[float]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+@pytest.mark.interop
+def test_gradient_checkpointing_gives_the_same_training(setup, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    enabled = []
+    name = "activation_checkpointing_enable"  # transformers 5; 4.x: gradient_checkpointing_enable
+    name = name if hasattr(PreTrainedModel, name) else "gradient_checkpointing_enable"
+    real = getattr(PreTrainedModel, name)
+
+    def spy(self, *args, **kwargs):
+        enabled.append(type(self).__name__)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, name, spy)
+    extra = ("--max-steps", "3", "--dropout", "0", "--save-every", "0")
+    assert main(_args(setup, tmp_path / "plain", *extra)) == 0
+    assert main(_args(setup, tmp_path / "ckpt", *extra, "--gradient-checkpointing")) == 0
+    assert enabled == ["RoFormerForMaskedLM"]  # the tiny preset
+    assert _losses(tmp_path / "ckpt") == pytest.approx(_losses(tmp_path / "plain"), rel=1e-5)
+
+
+def test_fp16_scales_the_loss_and_resumes_with_the_scaler(setup, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(setup, out, "--fp16", "--max-steps", "3", "--schedule", "constant")) == 0
+    losses = _losses(out)
+    assert len(losses) == 3 and all(0 < x < 20 for x in losses)
+    state = torch.load(out / "checkpoints" / "step-0000003" / "training.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 1  # loss scaling on, its state kept for --resume
+    assert main(_args(setup, out, "--fp16", "--max-steps", "6", "--resume", "--schedule", "constant")) == 0
+    assert main(_args(setup, tmp_path / "both", "--fp16", "--bf16")) == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_errors_name_the_real_cause(setup, tmp_path, capsys):
+    def error(args):
+        assert main(args) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("femlm: error:")  # exit 2: a FemlmError, no traceback
+        return lines[-1]
+
+    missing = error(_args(setup, tmp_path / "a", "--data", str(tmp_path / "nonexist.jsonl")))
+    assert "nonexist.jsonl' does not exist" in missing
+    no_tok = [a for a in _args(setup, tmp_path / "b") if a != str(setup["tokenizer"])]
+    no_tok.remove("--tokenizer")
+    assert "preset 'tiny' has no tokenizer: give --tokenizer" in error(no_tok)
+    hub = error(_args(setup, tmp_path / "c", "--model", "bert-base-uncased"))
+    assert "local folders only" in hub and "hf download bert-base-uncased" in hub
+    hub = error([*no_tok, "--model", "bert-base-uncased"])  # the tokenizer would come from it
+    assert "local folders only" in hub
+    nothing = error(["pretrain", "--out-dir", str(tmp_path / "nothing"), "--resume"])
+    assert "nothing to resume" in nothing and "femlm_config.json" in nothing
+    from transformers import BertConfig, BertForMaskedLM
+
+    bare = tmp_path / "bare-model"  # weights and config.json, no tokenizer files
+    BertForMaskedLM(BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64)).save_pretrained(bare)  # fmt: skip
+    assert "holds no tokenizer files" in error([*no_tok, "--model", str(bare)])
+
+
+def test_build_blocks_names_an_in_memory_dataset(setup):
+    import datasets
+
+    from femlm.data.blocks import build_blocks
+    from femlm.data.tokenizer import load_tokenizer
+
+    rows = datasets.Dataset.from_dict({"text": ["a model", "a token"]})
+    with pytest.raises(FemlmError, match="not Dataset; save .*save_to_disk"):
+        build_blocks(rows, load_tokenizer(setup["tokenizer"]), 16)

@@ -377,3 +377,21 @@ def test_k_view_strategies_meet_the_one_view_baseline_of_their_marginal():
     # A rate for the other strategies adds the arms FE's comparisons need at 1/K.
     arms = plan_arms(["random", "fully-explored"], 7, 0.15)
     assert arms == [Arm("random", 0.15), Arm("fully-explored", 1 / 7), Arm("random", 1 / 7)]
+
+
+def test_auto_mode_falls_back_to_the_loop_where_vmap_cannot_trace(tok, monkeypatch):
+    model = tiny_bert(tok)
+    ids = random_sequences(tok, 1, 20, seed=3)[0]
+    masks = torch.zeros(2, len(ids), dtype=torch.bool)
+    masks[0, [2, 5]] = masks[1, [1, 9]] = True
+    batch = view_batch(ids, torch.where(masks, tok.mask_token_id, ids), masks)
+    with analysis_mode(model):
+        names = select_parameters(model)
+        expected = ViewGradients(model, names, "loop")(batch)
+        auto = ViewGradients(model, names, "auto")
+
+        def untraceable(self, b):  # what transformers 4.x's attention-mask code does
+            raise RuntimeError("vmap: It looks like you're calling .item() on a Tensor")
+
+        monkeypatch.setattr(ViewGradients, "_vmap", untraceable)
+        assert torch.equal(auto(batch), expected) and auto.mode == "loop"

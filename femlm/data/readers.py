@@ -36,6 +36,13 @@ def resolve_inputs(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> li
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if not isinstance(paths, (list, tuple)) or not all(
+        isinstance(p, (str, os.PathLike)) for p in paths
+    ):
+        raise FemlmError(
+            f"inputs must be paths to files or saved datasets, not {type(paths).__name__}; "
+            "save an in-memory dataset with dataset.save_to_disk(DIR) and pass DIR"
+        )
     if not paths:
         raise FemlmError("no input files given")
     sources: list[Source] = []

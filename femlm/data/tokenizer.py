@@ -23,6 +23,16 @@ log = logging.getLogger("femlm")
 
 DEFAULT_VOCAB_SIZE = 8192
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Any one of these makes a folder a tokenizer folder (fast, WordPiece, BPE, SentencePiece).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 
 # Written as the tokenizer class so both transformers 4 (where it is the fast
 # base class) and 5 (where it aliases the tokenizers backend) load the folder
@@ -141,7 +151,7 @@ def save_tokenizer(tok: Any, out_dir: str | os.PathLike) -> pathlib.Path:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=out))
     try:
         fast.save_pretrained(tmp)
-        _make_portable(tmp / "tokenizer_config.json")
+        make_portable(tmp / "tokenizer_config.json")
         for path in sorted(tmp.iterdir()):
             os.replace(path, out / path.name)
     finally:
@@ -150,10 +160,42 @@ def save_tokenizer(tok: Any, out_dir: str | os.PathLike) -> pathlib.Path:
     return out
 
 
-def _make_portable(config_path: pathlib.Path) -> None:
+def save_portable(
+    tokenizer: Any,
+    folder: str | os.PathLike,
+    model_max_length: int | None = None,
+    token_types: bool = True,
+) -> None:
+    """``tokenizer.save_pretrained(folder)``, then :func:`make_portable` on its config."""
+    tokenizer.save_pretrained(str(folder))
+    make_portable(pathlib.Path(folder) / "tokenizer_config.json", model_max_length, token_types)
+
+
+def make_portable(
+    config_path: pathlib.Path, model_max_length: int | None = None, token_types: bool = True
+) -> None:
+    """Rewrite a saved ``tokenizer_config.json`` so that transformers 4 and 5 both load it
+    and HF tools see the model's limits.
+
+    ``model_max_length``: the model's usable positions; without it pipelines feed
+    any text whole and crash past the position table. ``token_types``: keep
+    ``token_type_ids`` among the model inputs (BERT-style models with
+    ``type_vocab_size >= 2``); transformers 5's generic class drops them.
+    """
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["tokenizer_class"] = _PORTABLE_CLASS
-    config.pop("backend", None)
+    # transformers 5 names its generic class TokenizersBackend, which 4.x does not
+    # know; a tokenizer of a named family (RobertaTokenizer, ...) keeps its class.
+    if config.get("tokenizer_class") in (None, "TokenizersBackend", _PORTABLE_CLASS):
+        config["tokenizer_class"] = _PORTABLE_CLASS
+    # Loading-time arguments that transformers 5 records; 4.x would pass them to __init__.
+    for key in ("backend", "is_local", "local_files_only"):
+        config.pop(key, None)
+    if model_max_length is not None:
+        config["model_max_length"] = int(model_max_length)
+    names = ["input_ids", "attention_mask"]
+    config["model_input_names"] = (
+        names[:1] + ["token_type_ids"] + names[1:] if token_types else names
+    )
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
@@ -170,6 +212,13 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
         raise FemlmError(
             f"cannot load a tokenizer from {str(path)!r}: the folder does not exist; "
             "train one with `femlm tokenizer train`"
+        )
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        # transformers 5 builds an empty tokenizer from config.json alone, which then
+        # finds no tokens in any corpus.
+        raise FemlmError(
+            f"{str(path)!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); "
+            "give --tokenizer DIR, or save the model's tokenizer into that folder"
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

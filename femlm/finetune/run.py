@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-import statistics
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -26,14 +26,20 @@ from femlm.config import FinetuneConfig
 from femlm.corpora.fetch import TASKS
 from femlm.errors import FemlmError
 from femlm.files import write_json
-from femlm.finetune.tasks import Row, label_order, load_task, subsample
+from femlm.finetune.metrics import accuracy, dev_scores, macro_f1, seed_summary
+from femlm.finetune.tasks import PAIR_SEP, Row, label_order, load_task, subsample
 from femlm.model import (
     PRESETS,
+    check_positions,
+    hub_hint,
     local_config,
     local_weights,
+    max_positions,
     pick_device,
     preset_config,
+    quiet_transformers,
     set_dropout,
+    uses_token_types,
 )
 from femlm.runs import RunDir
 
@@ -41,38 +47,6 @@ log = logging.getLogger("femlm")
 CLIP_GRAD = 1.0
 EVAL_BATCH = 64
 BATCH_KEYS = ("input_ids", "attention_mask", "labels")
-
-
-# --- metrics ---------------------------------------------------------------------------
-
-
-def accuracy(gold: list[int], pred: list[int]) -> float:
-    return sum(g == p for g, p in zip(gold, pred, strict=True)) / max(1, len(gold))
-
-
-def macro_f1(gold: list[int], pred: list[int]) -> float:
-    """Unweighted mean of per-class F1 over the classes in ``gold`` or ``pred``.
-
-    A class that is predicted but never true scores 0, as in scikit-learn.
-    """
-    scores = []
-    for c in sorted(set(gold) | set(pred)):
-        tp = sum(g == c and p == c for g, p in zip(gold, pred, strict=True))
-        fp = sum(g != c and p == c for g, p in zip(gold, pred, strict=True))
-        fn = sum(g == c and p != c for g, p in zip(gold, pred, strict=True))
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return sum(scores) / max(1, len(scores))
-
-
-def dev_scores(gold: list[int], pred: list[int]) -> dict[str, float]:
-    """Every metric ``FinetuneConfig.metric`` can name, keyed by that name."""
-    return {"accuracy": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred)}
-
-
-def seed_summary(values: list[float]) -> dict[str, float | None]:
-    """``{"mean", "std"}`` for the JSON output (sample std, ddof=1; None from a single seed)."""
-    std = statistics.stdev(values) if len(values) >= 2 else None
-    return {"mean": statistics.fmean(values), "std": std}
 
 
 # --- the model and the loop -------------------------------------------------------------
@@ -94,8 +68,7 @@ def _load_model(cfg: FinetuneConfig, labels: list[str], tokenizer: Any) -> nn.Mo
     )
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise FemlmError(f"the tokenizer has more tokens than {cfg.model!r} embeds")
-    if cfg.max_length > getattr(model.config, "max_position_embeddings", cfg.max_length):
-        raise FemlmError(f"max_length {cfg.max_length} exceeds the model's positions")
+    check_positions(model, cfg.max_length, cfg.model)
     fresh = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
     log.info("classification head starts fresh: %s", ", ".join(sorted(fresh)) or "none")
     return model
@@ -108,30 +81,48 @@ def _set_labels(config: Any, labels: list[str]) -> None:
 
 
 def _encode(tokenizer: Any, rows: list[Row], ids: dict[str, int], max_length: int) -> list:
-    enc = tokenizer([t for t, _ in rows], truncation=True, max_length=max_length)
-    return [(x, ids[y]) for x, (_, y) in zip(enc["input_ids"], rows, strict=True)]
+    """``((token ids, token type ids), label id)`` per row; a pair row is encoded as the
+    tokenizer's pair (``[CLS] A [SEP] B [SEP]``), cutting the longer text first."""
+    texts = [t for t, _ in rows]
+    pairs = [t.split(PAIR_SEP, 1) for t in texts] if any(PAIR_SEP in t for t in texts) else None
+    enc = tokenizer(
+        [p[0] for p in pairs] if pairs else texts, [p[1] for p in pairs] if pairs else None,
+        truncation=True, max_length=max_length, return_token_type_ids=True,
+    )  # fmt: skip
+    encoded = zip(enc["input_ids"], enc["token_type_ids"], strict=True)
+    return [(x, ids[y]) for x, (_, y) in zip(encoded, rows, strict=True)]
 
 
-def _collate(examples: list, pad_id: int, device: torch.device) -> dict[str, Tensor]:
-    """Pads to the longest example of this batch only: most texts are short."""
-    ids = torch.full((len(examples), max(len(x) for x, _ in examples)), pad_id)
-    mask = torch.zeros_like(ids)
-    for i, (x, _) in enumerate(examples):
-        ids[i, : len(x)], mask[i, : len(x)] = torch.tensor(x), 1
+def _collate(
+    examples: list, pad_id: int, device: torch.device, types: bool = False
+) -> dict[str, Tensor]:
+    """Pads to the longest example of this batch only: most texts are short. ``types``:
+    add ``token_type_ids`` (models that embed segments, e.g. BERT's sentence B)."""
+    ids = torch.full((len(examples), max(len(x) for (x, _), _ in examples)), pad_id)
+    mask, segments = torch.zeros_like(ids), torch.zeros_like(ids)
+    for i, ((x, t), _) in enumerate(examples):
+        ids[i, : len(x)], mask[i, : len(x)], segments[i, : len(t)] = (
+            torch.tensor(x),
+            1,
+            torch.tensor(t),
+        )
     labels = torch.tensor([y for _, y in examples])
-    return {k: v.to(device) for k, v in zip(BATCH_KEYS, (ids, mask, labels), strict=True)}
+    batch = dict(zip(BATCH_KEYS, (ids, mask, labels), strict=True))
+    if types:
+        batch["token_type_ids"] = segments
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 @torch.no_grad()
 def predict(model: nn.Module, data: list, pad_id: int, device: torch.device) -> list[int]:
     """Predicted label ids of ``data`` (token ids, label id) pairs, in their order."""
     model.eval()
-    order = sorted(range(len(data)), key=lambda i: len(data[i][0]))  # less padding
+    order = sorted(range(len(data)), key=lambda i: len(data[i][0][0]))  # less padding
     preds = [0] * len(data)
     for start in range(0, len(order), EVAL_BATCH):
         chunk = order[start : start + EVAL_BATCH]
-        batch = _collate([data[i] for i in chunk], pad_id, device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        batch = _collate([data[i] for i in chunk], pad_id, device, uses_token_types(model))
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
         for i, p in zip(chunk, logits.argmax(-1).tolist(), strict=True):
             preds[i] = p
     return preds
@@ -166,8 +157,16 @@ def _train_epoch(model: nn.Module, batches: Any, optimizer: Any, scheduler: Any,
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
 
 
-def _run_seed(cfg: FinetuneConfig, seed: int, data: dict, labels: list, tokenizer: Any) -> dict:
-    """One fine-tuning run: train with early stopping on dev, then score test."""
+def _run_seed(
+    cfg: FinetuneConfig,
+    seed: int,
+    data: dict,
+    labels: list,
+    tokenizer: Any,
+    keep: Path | None = None,
+) -> dict:
+    """One fine-tuning run: train with early stopping on dev, then score test; ``keep``:
+    save the best state there (HF layout, with the tokenizer)."""
     start, device = time.perf_counter(), pick_device(cfg.device)
     torch.manual_seed(seed)  # the fresh head's initialisation and dropout
     model = _load_model(cfg, labels, tokenizer).to(device)
@@ -180,7 +179,8 @@ def _run_seed(cfg: FinetuneConfig, seed: int, data: dict, labels: list, tokenize
         for epoch in range(1, cfg.epochs + 1):
             perm = torch.randperm(len(train), generator=order).tolist()
             chunks = [perm[k : k + bs] for k in range(0, len(perm), bs)]
-            batches = (_collate([train[i] for i in c], pad, device) for c in chunks)
+            types = uses_token_types(model)
+            batches = (_collate([train[i] for i in c], pad, device, types) for c in chunks)
             _train_epoch(model, batches, optimizer, scheduler, bar)
             dev = dev_scores([y for _, y in data["dev"]], predict(model, data["dev"], pad, device))
             log.debug("seed %d epoch %d: dev %s", seed, epoch, dev)
@@ -192,6 +192,8 @@ def _run_seed(cfg: FinetuneConfig, seed: int, data: dict, labels: list, tokenize
             elif cfg.patience and (stale := stale + 1) >= cfg.patience:
                 break
     model.load_state_dict(best)
+    if keep is not None:
+        _save_classifier(model, tokenizer, keep)
     gold, pred = [y for _, y in data["test"]], predict(model, data["test"], pad, device)
     return {
         "seed": seed, "best_epoch": best_epoch, "epochs_run": epoch,
@@ -223,6 +225,7 @@ def _check(cfg: FinetuneConfig) -> None:
         raise FemlmError(
             f"model folder not found: {cfg.model!r}; give --model a saved model folder "
             f"or a preset ({', '.join(PRESETS)}) for a baseline without pre-training"
+            + hub_hint(cfg.model)
         )
     if cfg.out and Path(cfg.out).is_dir():
         raise FemlmError(f"--out {cfg.out} is a folder; give the path of the JSON file to write")
@@ -250,7 +253,9 @@ def finetune(cfg: FinetuneConfig) -> dict:
     data = {s: _encode(tokenizer, rows, ids, cfg.max_length) for s, rows in splits.items()}
     lr, first, search = _search_lr(cfg, data, labels, tokenizer)
     cfg = replace(cfg, lr=lr)
-    runs = [first] + [_run_seed(cfg, seed, data, labels, tokenizer) for seed in cfg.seeds[1:]]
+    runs = [first] + [
+        _run_seed(cfg, seed, data, labels, tokenizer, _keep(cfg, seed)) for seed in cfg.seeds[1:]
+    ]
     result = {
         "task": cfg.task, "model": cfg.model, "labels": labels, "split": how,
         "splits": {s: len(rows) for s, rows in splits.items()},
@@ -275,17 +280,49 @@ def _search_lr(cfg: FinetuneConfig, data: dict, labels: list, tokenizer: Any) ->
     """
     first, key = cfg.seeds[0], f"dev_{cfg.metric}"
     if not cfg.lrs:
-        return cfg.lr, _run_seed(cfg, first, data, labels, tokenizer), []
+        return cfg.lr, _run_seed(cfg, first, data, labels, tokenizer, _keep(cfg, first)), []
     tried = []
-    for lr in cfg.lrs:
-        tried.append(_run_seed(replace(cfg, lr=lr), first, data, labels, tokenizer))
+    for i, lr in enumerate(cfg.lrs):
+        keep = _keep(cfg, first, f".lr-{i}")  # the chosen candidate's model is moved in below
+        tried.append(_run_seed(replace(cfg, lr=lr), first, data, labels, tokenizer, keep))
         log.info("lr %.0e: %s %.4f (seed %d)", lr, key.replace("_", " "), tried[-1][key], first)
     best = max(range(len(tried)), key=lambda i: (tried[i][key], -i))
+    if cfg.save_model:
+        _publish_candidate(Path(cfg.save_model), best, first, len(cfg.lrs))
     search = [
         {"lr": lr, "dev_accuracy": r["dev_accuracy"], "dev_macro_f1": r["dev_macro_f1"]}
         for lr, r in zip(cfg.lrs, tried, strict=True)
     ]
     return cfg.lrs[best], tried[best], search
+
+
+def _keep(cfg: FinetuneConfig, seed: int, candidate: str = "") -> Path | None:
+    if not cfg.save_model:
+        return None
+    root = Path(cfg.save_model).expanduser()
+    return (root / candidate if candidate else root) / f"seed-{seed}"
+
+
+def _save_classifier(model: nn.Module, tokenizer: Any, folder: Path) -> None:
+    """Model, tokenizer and labels in HF layout, moved into place when complete."""
+    from femlm.data.tokenizer import save_portable
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with quiet_transformers():
+        model.save_pretrained(tmp, safe_serialization=True)
+    save_portable(tokenizer, tmp, max_positions(model), uses_token_types(model))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _publish_candidate(root: Path, best: int, seed: int, candidates: int) -> None:
+    """Move the chosen learning rate's first-seed model to ``root/seed-<s>``; drop the rest."""
+    target = root / f"seed-{seed}"
+    shutil.rmtree(target, ignore_errors=True)
+    (root / f".lr-{best}" / f"seed-{seed}").rename(target)
+    for i in range(candidates):
+        shutil.rmtree(root / f".lr-{i}", ignore_errors=True)
 
 
 def format_table(result: dict) -> str:

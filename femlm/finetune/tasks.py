@@ -26,10 +26,16 @@ SPLITS = ("train", "dev", "test")
 SUFFIXES = (".jsonl", ".csv", ".tsv")
 
 Row = tuple[str, str]  # (text, label name)
+# A sentence pair travels as one text "A<PAIR_SEP>B", so that splitting and subsampling,
+# which hash and sort texts, treat it as one example; encoding splits it again.
+PAIR_SEP = "\x1f"
 
 
-def read_task_file(path: Path, text_field: str = "text", label_field: str = "label") -> list[Row]:
-    """(text, label) rows of a CSV, TSV or JSONL file; labels become strings."""
+def read_task_file(
+    path: Path, text_field: str = "text", label_field: str = "label", pair_field: str | None = None
+) -> list[Row]:
+    """(text, label) rows of a CSV, TSV or JSONL file; labels become strings. With
+    ``pair_field`` each text is the pair ``text + PAIR_SEP + pair``."""
     if not path.is_file():
         raise FemlmError(f"task file not found: {path}")
     if path.suffix not in SUFFIXES:
@@ -41,17 +47,19 @@ def read_task_file(path: Path, text_field: str = "text", label_field: str = "lab
     if path.suffix == ".jsonl":
         records = _jsonl_records(path, text)
     else:
-        records = _csv_records(path, text, (text_field, label_field))
+        records = _csv_records(path, text, (text_field, label_field, pair_field))
     rows, empty = [], 0
     for line, record in records:
-        for name in (text_field, label_field):
-            if record.get(name) is None:
+        for name in (text_field, label_field, pair_field):
+            if name and record.get(name) is None:
                 raise FemlmError(f"{path} line {line} has no {name!r} field")
         label = _label(record[label_field], path, line)
-        text = str(record[text_field])
+        text = str(record[text_field]).replace(PAIR_SEP, " ")
         if not text.strip():
             empty += 1  # nothing to classify: an empty text would score as a guess
             continue
+        if pair_field:
+            text += PAIR_SEP + str(record[pair_field]).replace(PAIR_SEP, " ")
         rows.append((text, label))
     if empty:
         log.warning("%s: skipped %d example(s) with empty text", path, empty)
@@ -78,12 +86,12 @@ def _jsonl_records(path: Path, text: str) -> list[tuple[int, dict]]:
     return records
 
 
-def _csv_records(path: Path, text: str, needed: tuple[str, str]) -> list[tuple[int, dict]]:
+def _csv_records(path: Path, text: str, needed: tuple) -> list[tuple[int, dict]]:
     reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix == ".tsv" else ",")
     columns = reader.fieldnames or []
-    for name in needed:
-        if columns and name not in columns:
-            flag = "--text-field" if name == needed[0] else "--label-field"
+    flags = ("--text-field", "--label-field", "--text-pair-field")
+    for name, flag in zip(needed, flags, strict=True):
+        if name and columns and name not in columns:
             raise FemlmError(
                 f"{path} has no column {name!r} (columns: {', '.join(columns)}); set {flag}"
             )
@@ -111,17 +119,19 @@ def load_task(cfg: Any) -> tuple[dict[str, list[Row]], str]:
     if not cfg.task:
         raise FemlmError("no task given; name a built-in task or a CSV/JSONL file")
     path = Path(cfg.task).expanduser()
+    pair = getattr(cfg, "text_pair_field", None)
     if cfg.task in TASKS and not path.exists():
         path = task_dir(cfg.task, cfg.cache_dir)
         if not path.is_dir():
             raise FemlmError(f"task {cfg.task!r} is not in {path}; run `femlm data fetch --tasks`")
     if path.is_dir():
         splits = {
-            s: read_task_file(_split_file(path, s), cfg.text_field, cfg.label_field) for s in SPLITS
+            s: read_task_file(_split_file(path, s), cfg.text_field, cfg.label_field, pair)
+            for s in SPLITS
         }
         how = "given"
     elif path.exists():
-        splits = split_rows(read_task_file(path, cfg.text_field, cfg.label_field))
+        splits = split_rows(read_task_file(path, cfg.text_field, cfg.label_field, pair))
         how = f"stratified 80/10/10, seed {SPLIT_SEED}"
     else:
         raise FemlmError(f"task file not found: {cfg.task} (built-in tasks: {', '.join(TASKS)})")

@@ -51,8 +51,9 @@ class MaskingCollator:
         seed: base seed of every mask.
         pad_to_multiple_of: pad the length up to a multiple of this.
         index_key: feature field that holds a stable example index.
-        return_view_info: add ``sequence_index`` and ``view_index`` (set False for
-            models whose ``forward`` rejects unknown keyword arguments).
+        return_view_info: add ``sequence_index`` and ``view_index`` (off by default:
+            ``Trainer`` passes every key of the batch to ``forward``, which on
+            transformers 4 rejects them).
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class MaskingCollator:
         seed: int = 0,
         pad_to_multiple_of: int | None = None,
         index_key: str = "example_index",
-        return_view_info: bool = True,
+        return_view_info: bool = False,
     ) -> None:
         self.views, self.rate = resolve_views_rate(strategy, views, rate)
         if tokenizer.mask_token_id is None:

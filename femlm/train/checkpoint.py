@@ -1,7 +1,8 @@
 """Checkpoints that are written atomically and verified before use.
 
 A checkpoint is a folder ``step-NNNNNNN`` holding ``model.safetensors``,
-``training.pt`` (optimizer, scheduler, RNG states, step), ``femlm_config.json`` and
+``training.pt`` (optimizer, scheduler, RNG states, step), ``femlm_config.json``,
+the model's ``config.json`` (so ``from_pretrained`` opens the folder) and
 ``manifest.json`` with the sha256 of every other file. It is written under a
 temporary name and renamed when complete, so a crash leaves either the whole
 checkpoint or a ``.tmp`` folder that is never read. Nothing is unpickled:
@@ -24,6 +25,7 @@ from torch import nn
 from femlm.errors import FemlmError
 from femlm.files import sha256_file
 from femlm.runs import CONFIG_FILE
+from femlm.train.export import HF_CONFIG, write_hf_config
 
 _NAME = re.compile(r"^step-(\d+)$")
 MODEL_FILE = "model.safetensors"
@@ -49,10 +51,15 @@ def save_checkpoint(
     tmp = folder / f".step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(model_tensors(model), str(tmp / MODEL_FILE))
+    # "format": "pt" and config.json let from_pretrained open the folder (transformers 4
+    # refuses safetensors without the format), for evaluating intermediate checkpoints.
+    save_file(model_tensors(model), str(tmp / MODEL_FILE), metadata={"format": "pt"})
     torch.save(state, tmp / STATE_FILE)
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    files = {name: sha256_file(tmp / name) for name in (MODEL_FILE, STATE_FILE, CONFIG_FILE)}
+    names = [MODEL_FILE, STATE_FILE, CONFIG_FILE]
+    if write_hf_config(model, tmp):
+        names.append(HF_CONFIG)
+    files = {name: sha256_file(tmp / name) for name in names}
     (tmp / MANIFEST).write_text(json.dumps({"step": step, "sha256": files}, indent=2) + "\n")
     _fsync_tree(tmp)
     if final.exists():

@@ -25,18 +25,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from femlm.config import TrainConfig, check_config
+from femlm.config import TrainConfig, check_config, epoch_steps, steps_per_epoch
 from femlm.errors import FemlmError
 from femlm.masking.collator import MaskingCollator
 from femlm.masking.keyed import mix_ints
 from femlm.masking.strategies import WORD_LEVEL
-from femlm.model import build_model, count_parameters, mlm_loss_sum, quiet_transformers
-from femlm.runs import CONFIG_FILE, RunDir, RunLock
+from femlm.model import build_model, count_parameters, mlm_loss_sum, tokenizer_source
+from femlm.runs import RunDir, RunLock
 from femlm.schema import save_config, to_dict
 from femlm.train import checkpoint as ckpt
 from femlm.train import dist as distributed
 from femlm.train.evaluate import eval_batches_for, evaluate, unigram_loss
+from femlm.train.export import save_final
 from femlm.train.metrics import MetricsLog
+from femlm.train.optim import build_optimizer, lr_factor
+from femlm.train.precision import (
+    autocast,
+    check_precision,
+    enable_gradient_checkpointing,
+    grad_scaler,
+)
 from femlm.train.resume import config_for, resume_point
 
 log = logging.getLogger("femlm")
@@ -57,6 +65,7 @@ class MLMObjective(nn.Module):
 def pretrain(cfg: TrainConfig, resume: bool = False) -> Path:
     """Pre-train (or continue pre-training) a masked-LM; return the final model folder."""
     check_config(cfg, distributed.world_size())  # bad input stops every rank before they meet
+    check_precision(cfg)
     d = distributed.init(cfg.device)
     try:
         with RunLock(cfg.out_dir) if d.main else nullcontext():
@@ -79,7 +88,8 @@ class _Run:
     eval_batches: list[dict[str, Tensor]]
     tokenizer: Any
     metrics: MetricsLog
-    autocast: Any  # bf16 autocast, or a null context
+    autocast: Any  # bf16 or fp16 autocast, or a null context
+    scaler: torch.amp.GradScaler  # fp16 loss scaling; passes through when disabled
     step: int
     elapsed: float
 
@@ -96,9 +106,10 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
         run.elapsed += seconds  # training time only, carried across resumes
         _bookkeeping(cfg, d, run, bar, step_loss, tokens / seconds)
     bar.close()
+    run.metrics.close()
     final = RunDir(cfg.out_dir).final
     if d.main:
-        _save_final(run.model, run.tokenizer, cfg, final)
+        save_final(run.model, run.tokenizer, cfg, final)
         log.info("saved %s (load with AutoModelForMaskedLM.from_pretrained)", final)
     d.barrier()
     return final
@@ -112,19 +123,25 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
     start = resume_point(out, resume) if d.main else None
     torch.manual_seed(cfg.seed)
 
+    from femlm.data.readers import resolve_inputs
     from femlm.data.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    resolve_inputs(cfg.data)  # a missing corpus is named before the tokenizer is looked for
+    tokenizer = load_tokenizer(tokenizer_source(cfg.tokenizer, cfg.model))
     train_set, eval_set = _blocks(cfg, d, tokenizer)
+    if cfg.epochs is not None:  # the schedule, the bar and the last step follow from here
+        cfg.max_steps = epoch_steps(cfg.epochs, len(train_set), cfg.batch_size)
     model = build_model(cfg.model, tokenizer, cfg.max_length, cfg.dropout).to(d.device)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     objective: nn.Module = MLMObjective(model)
     if d.active:
         device_ids = [d.device.index] if d.device.type == "cuda" else None
         objective = nn.parallel.DistributedDataParallel(objective, device_ids=device_ids)
     if cfg.compile:
         objective = torch.compile(objective)
-    optimizer = _optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+    optimizer = build_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     collator = MaskingCollator(
         tokenizer, cfg.strategy, cfg.views, cfg.rate, cfg.mask_prob, cfg.random_prob,
         seed=cfg.seed, return_view_info=False,
@@ -133,8 +150,9 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
 
     if d.active:
         start = _broadcast_path(start)
-    step, elapsed = _restore(start, model, optimizer, scheduler) if start else (0, 0.0)
-    metrics = MetricsLog(out, d.main, truncate_after=step)
+    scaler = grad_scaler(cfg, d.device)
+    step, elapsed = _restore(start, model, optimizer, scheduler, scaler) if start else (0, 0.0)
+    metrics = MetricsLog(out, d.main, step, cfg.report_to, to_dict(cfg))
     if d.main and step == 0:
         # The loss of predicting eval targets from training token frequencies:
         # a run that does not go well below it has learnt nothing but unigrams.
@@ -149,7 +167,7 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         )  # fmt: skip
     return _Run(
         model, objective, optimizer, scheduler, collator, train_set, eval_set, eval_batches,
-        tokenizer, metrics, _autocast(cfg, d.device), step, elapsed,
+        tokenizer, metrics, autocast(cfg, d.device), scaler, step, elapsed,
     )  # fmt: skip
 
 
@@ -179,11 +197,16 @@ def _blocks(cfg: TrainConfig, d: distributed.Dist, tokenizer: Any) -> tuple[Any,
     return train_set, blocks["validation"]
 
 
-def _restore(start: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> tuple[int, float]:
-    """Load checkpoint ``start`` into the model, optimizer, scheduler and RNG; (step, elapsed)."""
+def _restore(
+    start: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any
+) -> tuple[int, float]:
+    """Load checkpoint ``start`` into the model, optimizer, scheduler, scaler and RNG;
+    (step, elapsed)."""
     state = ckpt.load_checkpoint(start, model)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["rng"])
     if torch.cuda.is_available() and "cuda_rng" in state:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -209,11 +232,13 @@ def _train_step(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> tuple[float
             # DDP averages gradients over ranks; scale so the result is the
             # mean over every predicted token of the step.
             scaled = loss * (d.world / max(total, 1.0))
-        _backward(scaled)
+        _backward(run.scaler.scale(scaled))
         loss_sum += float(loss.detach())
     if cfg.clip_grad > 0:
+        run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the scaled ones
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
-    run.optimizer.step()
+    run.scaler.step(run.optimizer)  # skipped when fp16 gradients overflowed
+    run.scaler.update()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     return loss_sum, total, sum(b["input_ids"].numel() for b in micro) * d.world
@@ -228,7 +253,8 @@ def _bookkeeping(
     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
     if step % cfg.log_every == 0 or step == cfg.max_steps:
         metrics.write(step=step, loss=loss, lr=run.scheduler.get_last_lr()[0], tokens_per_s=rate)
-    if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
+    epoch_end = bool(cfg.epochs) and step % steps_per_epoch(len(run.train_set), cfg.batch_size) == 0
+    if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps or epoch_end:
         ev = evaluate(run.model, run.eval_batches, d, run.autocast)
         ppl = math.exp(min(ev, 50.0))
         metrics.write(step=step, eval_loss=ev, eval_ppl=ppl, elapsed=run.elapsed)
@@ -240,10 +266,12 @@ def _bookkeeping(
                 step=step, **_variance(run.model, run.tokenizer, run.eval_set, cfg).to_row()
             )
         d.barrier()
-    if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
+    if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps or epoch_end:
         if d.main:
             ckpt_dir = RunDir(cfg.out_dir).checkpoints
             state = _training_state(step, run.optimizer, run.scheduler, run.elapsed)
+            if run.scaler.is_enabled():
+                state["scaler"] = run.scaler.state_dict()
             ckpt.save_checkpoint(ckpt_dir, step, run.model, state, to_dict(cfg))
             ckpt.prune(ckpt_dir, cfg.keep_last)
         d.barrier()
@@ -253,35 +281,6 @@ def _broadcast_path(path: Path | None) -> Path | None:
     box = [str(path) if path else None]
     torch.distributed.broadcast_object_list(box, src=0)
     return Path(box[0]) if box[0] else None
-
-
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # No weight decay on biases and LayerNorm weights (the usual BERT recipe).
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.dim() < 2 or "LayerNorm" in name else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-
-
-def _schedule(cfg: TrainConfig):
-    warm, total = cfg.warmup_steps, cfg.max_steps
-
-    def factor(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        if cfg.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0 - progress
-
-    return factor
 
 
 def step_indices(n: int, batch_size: int, seed: int, step: int) -> tuple[int, list[int]]:
@@ -347,25 +346,6 @@ def _training_state(step: int, optimizer: Any, scheduler: Any, elapsed: float) -
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     return state
-
-
-def _save_final(model: nn.Module, tokenizer: Any, cfg: TrainConfig, folder: Path) -> None:
-    tmp = folder.with_name(folder.name + ".tmp")
-    with quiet_transformers():  # its shard-writing bar would ignore --no-progress
-        model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    save_config(cfg, tmp / CONFIG_FILE)
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-
-
-def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
-    if not cfg.bf16:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def _progress(cfg: TrainConfig, d: distributed.Dist, start: int) -> Any:

@@ -1,19 +1,28 @@
-"""The training run's metrics log: JSON lines (and TensorBoard when installed)."""
+"""The training run's metrics log: JSON lines, and the tracker ``--report-to`` names."""
 
 from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from femlm.runs import RunDir, read_metrics
+from femlm.train.trackers import open_tracker
 
 log = logging.getLogger("femlm")
 
 
 class MetricsLog:
-    """JSON lines in ``out/metrics.jsonl`` (and TensorBoard when installed), rank 0 only."""
+    """JSON lines in ``out/metrics.jsonl`` (and a tracker's copy), rank 0 only."""
 
-    def __init__(self, run: RunDir, enabled: bool, truncate_after: int) -> None:
+    def __init__(
+        self,
+        run: RunDir,
+        enabled: bool,
+        truncate_after: int,
+        report_to: str = "none",
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.enabled = enabled
         self.path = run.metrics
         self.tb = None
@@ -26,12 +35,7 @@ class MetricsLog:
                 log.warning("%s: dropped a torn last line (a write cut short)", self.path)
             keep = [json.dumps(r) for r in rows if r["step"] <= truncate_after]
             self.path.write_text("".join(line + "\n" for line in keep))
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run.tensorboard))
-        except ImportError:
-            pass
+        self.tb = open_tracker(report_to, run, config or {})
 
     def write(self, step: int, **values: float) -> None:
         if not self.enabled:
@@ -39,5 +43,8 @@ class MetricsLog:
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(k, v, step)
+            self.tb.log(step, values)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()

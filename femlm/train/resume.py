@@ -26,6 +26,7 @@ log = logging.getLogger("femlm")
 # these changes the weights a resumed run ends with.
 FREE_ON_RESUME = frozenset(
     {"out_dir", "threads", "progress", "device", "compile", "save_every", "keep_last", "log_every"}
+    | {"report_to", "gradient_checkpointing"}
 )
 
 
@@ -34,8 +35,12 @@ def config_for(config_path: str | None, overrides: dict[str, Any], resume: bool)
     settings it allows to change; a FemlmError names every other key that differs."""
     out = overrides.get("out_dir") or TrainConfig().out_dir
     saved_path = RunDir(out).config
-    if not (resume and saved_path.is_file()):
+    if not resume:
         return load_config(TrainConfig, config_path, overrides)
+    if not saved_path.is_file():
+        raise FemlmError(
+            f"nothing to resume: {out} holds no {saved_path.name} (no run started there)"
+        )
     saved = load_config(TrainConfig, str(saved_path))
     asked = dict(flatten_groups(TrainConfig, read_config_file(config_path))) if config_path else {}
     asked.update({k: v for k, v in overrides.items() if v is not None})
