@@ -55,7 +55,7 @@ for name in "${names[@]}"; do
         ref=runs/$name-reference
         femlm finetune --model runs/long6k/standard/seed-0/final --task movies --seeds 0 1 2 \
             --epochs 10 --patience 3 --lr 3e-4 --out "$ref/finetune-movies.json"
-        femlm finetune --model tiny --tokenizer runs/scratch/tokenizer --dropout 0 --task movies \
+        femlm finetune --model bert-tiny --tokenizer runs/scratch/tokenizer --dropout 0 --task movies \
             --seeds 0 1 2 --epochs 10 --patience 3 --lr 3e-4 \
             --out "$ref/finetune-movies-random-init.json"
         femlm finetune --model runs/long6k/standard/seed-0/final --task debian --seeds 0 \

@@ -495,7 +495,10 @@ def test_fp16_scales_the_loss_and_resumes_with_the_scaler(setup, tmp_path, capsy
     assert len(losses) == 3 and all(0 < x < 20 for x in losses)
     state = torch.load(out / "checkpoints" / "step-0000003" / "training.pt", weights_only=True)
     assert state["scaler"]["scale"] > 1  # loss scaling on, its state kept for --resume
-    assert main(_args(setup, out, "--fp16", "--max-steps", "6", "--resume", "--schedule", "constant")) == 0
+    assert (
+        main(_args(setup, out, "--fp16", "--max-steps", "6", "--resume", "--schedule", "constant"))
+        == 0
+    )
     assert main(_args(setup, tmp_path / "both", "--fp16", "--bf16")) == 2
     assert "exclude each other" in capsys.readouterr().err
 
