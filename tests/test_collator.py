@@ -215,3 +215,73 @@ def test_plain_pytorch_loop(tokenizer, features):
         opt.step()
         opt.zero_grad()
         assert torch.isfinite(loss)
+
+
+# --- fully-explored across epochs -------------------------------------------------
+
+
+def _epoch_labels(collator, rows, epoch):
+    collator.set_epoch(epoch)
+    out = collator([{"input_ids": r, "example_index": i} for i, r in enumerate(rows)])
+    return out["labels"] != -100  # [batch, length]: what this epoch predicts
+
+
+def _rows(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tok = builtin_tokenizer()
+    body = torch.randint(10, len(tok), (n, 30), generator=g)
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    return tok, [[cls, *map(int, r[: 8 + i % 20]), sep] for i, r in enumerate(body)]
+
+
+@pytest.mark.parametrize("k", [2, 4, 7])
+def test_across_epochs_every_token_is_predicted_once_per_cycle(k):
+    tok, rows = _rows()
+    collator = MaskingCollator(tok, "fully-explored-epochs", views=k, seed=3)
+    for cycle in range(2):
+        masks = [_epoch_labels(collator, rows, cycle * k + e) for e in range(k)]
+        total = torch.stack(masks).sum(0)
+        maskable = torch.tensor([[0] + [1] * (len(r) - 2) + [0] * (32 - len(r) + 1) for r in rows])
+        assert torch.equal(total, maskable[:, : total.shape[1]]), "each token exactly once"
+        sizes = torch.stack(masks).sum(-1)  # [k, batch]: one group per epoch, n/K each
+        n = maskable.sum(-1)
+        assert ((sizes >= n // k) & (sizes <= -(-n // k))).all()
+    a = torch.stack([_epoch_labels(collator, rows, e) for e in range(k)])
+    b = torch.stack([_epoch_labels(collator, rows, k + e) for e in range(k)])
+    assert not torch.equal(a, b), "a new partition every cycle"
+
+
+def test_across_epochs_each_epoch_is_one_view_at_rate_one_over_k():
+    tok, rows = _rows()
+    collator = MaskingCollator(tok, "fully-explored-epochs", rate=0.25, seed=0)
+    collator.set_epoch(5)
+    out = collator([{"input_ids": r, "example_index": i} for i, r in enumerate(rows)])
+    assert collator.views == 4 and out["input_ids"].shape[0] == len(rows), "one row per sequence"
+
+
+def test_across_epochs_a_single_epoch_is_uniform_over_positions():
+    # Marginally, one epoch's mask is a uniform random mask of n/K tokens: every
+    # position of a row is equally likely, whatever its place or its cycle.
+    tok = builtin_tokenizer()
+    row = [tok.cls_token_id, *range(20, 32), tok.sep_token_id]  # 12 maskable positions
+    collator = MaskingCollator(tok, "fully-explored-epochs", views=4, seed=1)
+    counts = torch.zeros(14)
+    draws = 1200
+    collator.set_epoch(2)
+    out = collator([{"input_ids": row, "example_index": i} for i in range(draws)])
+    counts = (out["labels"] != -100).sum(0).float()
+    assert counts[0] == 0 and counts[-1] == 0
+    expected = draws / 4
+    assert ((counts[1:-1] - expected).abs() < 5 * expected**0.5).all(), counts
+
+
+def test_across_epochs_masks_do_not_depend_on_history_or_batching():
+    tok, rows = _rows()
+    walked = MaskingCollator(tok, "fully-explored-epochs", views=4, seed=7)
+    for e in range(6):
+        last = _epoch_labels(walked, rows, e)
+    resumed = MaskingCollator(tok, "fully-explored-epochs", views=4, seed=7)
+    assert torch.equal(_epoch_labels(resumed, rows, 5), last), "resuming continues the cycle"
+    resumed.set_epoch(5)
+    alone = resumed([{"input_ids": rows[3], "example_index": 3}])["labels"] != -100
+    assert torch.equal(alone[0, : len(rows[3])], last[3, : len(rows[3])])

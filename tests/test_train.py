@@ -538,3 +538,17 @@ def test_build_blocks_names_an_in_memory_dataset(setup):
     rows = datasets.Dataset.from_dict({"text": ["a model", "a token"]})
     with pytest.raises(FemlmError, match="not Dataset; save .*save_to_disk"):
         build_blocks(rows, load_tokenizer(setup["tokenizer"]), 16)
+
+
+def test_fully_explored_across_epochs_trains_one_view_per_sequence(setup, tmp_path):
+    out = tmp_path / "fe-epochs"
+    args = _args(setup, out, "--strategy", "fully-explored-epochs", "--rate", "0.25")
+    assert main([*args, "--max-steps", "3"]) == 0
+    saved = json.loads((out / "femlm_config.json").read_text())
+    assert (saved["strategy"], saved["views"], saved["rate"]) == (
+        "fully-explored-epochs",
+        None,
+        0.25,
+    )
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval_loss" in r for r in rows)

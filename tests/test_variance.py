@@ -395,3 +395,13 @@ def test_auto_mode_falls_back_to_the_loop_where_vmap_cannot_trace(tok, monkeypat
 
         monkeypatch.setattr(ViewGradients, "_vmap", untraceable)
         assert torch.equal(auto(batch), expected) and auto.mode == "loop"
+
+
+def test_across_epochs_is_measured_through_the_fully_explored_partition():
+    from femlm.variance.analyser import strategy_list
+    from femlm.variance.results import Estimate
+    from femlm.variance.table import across_epochs_line
+
+    assert strategy_list(["fully-explored-epochs", "span"]) == ["random", "fully-explored", "span"]
+    line = across_epochs_line(Estimate(0.35, 0.3, 0.4), 7)
+    assert "step variance is standard's" in line and "0.35 [0.3, 0.4]" in line

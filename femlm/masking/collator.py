@@ -32,7 +32,7 @@ from torch import Tensor
 
 from femlm.masking.keyed import KeyedGenerator, mix, mix_ints
 from femlm.masking.samplers import apply_replacement, sample_masks
-from femlm.masking.strategies import WORD_LEVEL, resolve_views_rate
+from femlm.masking.strategies import WORD_LEVEL, cycle_of, resolve_views_rate, step_views
 
 # Distinct streams so the mask draws and replacement draws never coincide.
 _MASK_STREAM = 1
@@ -130,12 +130,13 @@ class MaskingCollator:
     def example_keys(
         self, features: Sequence[Mapping[str, Any]], ids: Tensor, lengths: Tensor
     ) -> Tensor:
-        """``[batch]`` int64 keys, one per example: (seed, epoch, index or content hash)."""
+        """``[batch]`` int64 keys, one per example: (seed, epoch, index or content hash);
+        across epochs the K-epoch cycle stands for the epoch."""
         if self.index_key in features[0]:
             index = torch.tensor([int(f[self.index_key]) for f in features], dtype=torch.long)
         else:
             index = content_hash(ids, lengths)
-        return mix_ints(self.seed, self.epoch, index)
+        return mix_ints(self.seed, cycle_of(self.strategy, self.views, self.epoch), index)
 
     def mask(self, batch: dict[str, Tensor], keys: Tensor) -> dict[str, Tensor]:
         """Draw the views, corrupt the inputs and build labels for a padded batch."""
@@ -153,9 +154,12 @@ class MaskingCollator:
             self.rate,
             KeyedGenerator(mix(keys + _MASK_STREAM)),
             word_ids=self.word_ids(batch),
+            epoch=self.epoch,
         )
         b, length = ids.shape
-        v = self.views
+        v = step_views(self.strategy, self.views)
+        if v != self.views:  # across epochs: the 80/10/10 draws are fresh every epoch
+            keys = mix_ints(keys, self.epoch)
         masks = masks.transpose(0, 1)  # [batch, views, length]: row = sequence * views + view
         repeated = ids.unsqueeze(1).expand(b, v, length)
         corrupted = apply_replacement(

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from femlm.masking.keyed import KeyedGenerator, random_bits, uniform, uniform_pair_at
 from femlm.masking.strategies import (  # noqa: F401  (public names)
+    ACROSS_EPOCHS,
     DEFAULT_RATE,
     FULLY_EXPLORED,
     STRATEGIES,
@@ -54,6 +55,7 @@ def sample_masks(
     rate: float | None = None,
     generator: Generator | None = None,
     word_ids: Tensor | None = None,
+    epoch: int = 0,
 ) -> Tensor:
     """Draw ``views`` masks for every sequence of a batch.
 
@@ -66,10 +68,16 @@ def sample_masks(
         word_ids: optional ``[batch, length]`` int, the word each token belongs
             to (any value, -1 where unknown); ``whole-word`` and ``span`` then
             work in words. Consecutive maskable tokens with equal ids form a word.
+        epoch: only for ``fully-explored-epochs``, whose ``generator`` must be keyed
+            on the cycle ``epoch // views`` (:func:`cycle_of`), not on the epoch.
 
     Returns:
         ``[views, batch, length]`` bool. For the fully-explored family the views
         of a row are pairwise disjoint and their union is exactly its maskable set.
+        ``fully-explored-epochs`` returns ``[1, batch, length]``: group
+        ``(epoch + offset) mod K`` of the row's partition, the partition and the
+        offset drawn once per cycle, so K consecutive epochs of a cycle mask each
+        maskable token of a row exactly once.
     """
     views, rate = resolve_views_rate(strategy, views, rate)
     if input_ids.dim() != 2 or maskable.shape != input_ids.shape:
@@ -92,6 +100,8 @@ def sample_masks(
         return _split_into_views(rank, maskable, views)
     if strategy == "fully-explored-contiguous":
         return _contiguous_views(maskable, views, generator)
+    if strategy == "fully-explored-epochs":
+        return _cycle_group(maskable, views, epoch, generator)
     units = unit_ids(maskable, word_ids)
     if strategy == "whole-word":
         segments = units.unsqueeze(0).expand(views, -1, -1)
@@ -102,6 +112,14 @@ def sample_masks(
     # fully-explored-span: one tiling per row, its spans dealt out to the views.
     segments = _tile_spans(units, uniform(generator, maskable.shape, batch_dim=0))
     return _deal_segments(segments, maskable, views, generator)
+
+
+def _cycle_group(maskable: Tensor, views: int, epoch: int, generator: Generator) -> Tensor:
+    """``[1, batch, length]``: this epoch's group of each row's K-group partition."""
+    groups = _split_into_views(_rank(_random_order(generator, maskable, 0)), maskable, views)
+    offset = (uniform(generator, maskable.shape[:1], batch_dim=0) * views).long()
+    group = (epoch + offset.clamp(max=views - 1)) % views
+    return groups[group, torch.arange(maskable.shape[0], device=maskable.device)].unsqueeze(0)
 
 
 def unit_ids(maskable: Tensor, word_ids: Tensor | None = None) -> Tensor:

@@ -26,7 +26,7 @@ from femlm.data.packing import VALIDATION_SPLIT_SEED
 from femlm.errors import FemlmError
 from femlm.masking.keyed import KeyedGenerator, mix_ints
 from femlm.masking.samplers import apply_replacement, sample_masks
-from femlm.masking.strategies import FULLY_EXPLORED, STRATEGIES, WORD_LEVEL
+from femlm.masking.strategies import ACROSS_EPOCHS, FULLY_EXPLORED, STRATEGIES, WORD_LEVEL
 from femlm.variance.gradients import (
     ViewGradients,
     Vocab,
@@ -64,11 +64,14 @@ SETTINGS = ("configured", "mask_only")
 
 
 def strategy_list(strategies: Sequence[str]) -> list[str]:
-    """``random`` (the reference) and ``fully-explored`` first, then the rest, once each."""
+    """``random`` (the reference) and ``fully-explored`` first, then the rest, once each.
+    Across epochs is measured through fully-explored's partition (its cycle is
+    fully-explored's K views spread over K epochs), so it adds no arm of its own."""
     for s in strategies:
         if s not in STRATEGIES:
             raise FemlmError(f"unknown strategy {s!r}; choose from {', '.join(STRATEGIES)}")
-    return list(dict.fromkeys(["random", "fully-explored", *strategies]))
+    within = [s for s in strategies if s not in ACROSS_EPOCHS]
+    return list(dict.fromkeys(["random", "fully-explored", *within]))
 
 
 def draw_views(

@@ -97,4 +97,18 @@ def format_table(result: VarianceResult) -> str:
     fe = result.terms("fully-explored")
     if fe is not None:
         lines.append(f"fully-explored / random mask-variance ratio (K={K}): {fe.ratio.show()}")
+        lines.append(across_epochs_line(fe.ratio, K))
     return "\n".join(lines)
+
+
+def across_epochs_line(ratio: Estimate, K: int) -> str:
+    """What the probe says of fully-explored-epochs: at fixed parameters one cycle of
+    its K epochs sums one sequence's gradient over the K groups of one partition,
+    exactly fully-explored's K views, while each step is standard masking."""
+    return (
+        f"fully-explored-epochs (K={K}): each step is standard masking (one view at rate "
+        f"1/K), so its step variance is standard's; over a K-epoch cycle, at fixed "
+        f"parameters, one sequence's summed gradient has {ratio.show()} of the mask "
+        f"variance of K independent epochs (the ratio above; training moves the "
+        f"parameters between epochs, so this is its idealisation)"
+    )
