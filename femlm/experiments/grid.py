@@ -125,9 +125,7 @@ def run_experiment(
         raise FemlmError(
             f"no variant {', '.join(unknown)} in this experiment; it has {', '.join(exp.runs)}"
         )
-    exp.out_dir.mkdir(parents=True, exist_ok=True)
-    ExperimentDir(exp.out_dir).spec.write_text(json.dumps(exp.source, indent=2) + "\n")
-    _prepare_tokenizer(exp)
+    prepare_experiment(exp)
     every = sorted({s for v in exp.runs for s in seeds_of(exp, v)})
     missing = sorted(set(seeds or []) - set(every))
     if missing:
@@ -148,6 +146,14 @@ def run_experiment(
             if _wanted(exp.finetune, variant, seed):
                 _finetune_once(exp, folder)
     return exp.out_dir
+
+
+def prepare_experiment(exp: Experiment) -> None:
+    """The experiment folder, its ``experiment.json`` and the grid's tokenizer: what
+    every run needs first (and processes sharing the grid need only once)."""
+    exp.out_dir.mkdir(parents=True, exist_ok=True)
+    ExperimentDir(exp.out_dir).spec.write_text(json.dumps(exp.source, indent=2) + "\n")
+    _prepare_tokenizer(exp)
 
 
 def _prepare_tokenizer(exp: Experiment) -> None:

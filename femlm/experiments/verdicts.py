@@ -1,0 +1,92 @@
+"""The demo's last screen: what a person reads in 30 seconds, from the run folders.
+
+Every number comes from the report's own sources (``metrics.jsonl``,
+``variance.json``, fine-tuning JSONs) and every verdict from the report's rule
+(:mod:`femlm.report.stats`), so the screen and ``report.md`` cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from femlm.report.runs import Run, load_runs, read_config, variant_settings
+from femlm.report.stats import finals, mean_std, t_test
+from femlm.report.variance import step_variance
+
+WORDS = {"lower": "better", "higher": "worse", "tie": "no difference beyond noise"}
+
+
+def _verdict(variants: dict[str, list[Run]], a: str, b: str) -> str:
+    if a not in variants or b not in variants:
+        return ""
+    v = t_test(finals(variants[a]), finals(variants[b]))
+    return f"{a} vs {b}: {WORDS[v.outcome]} ({v.text()})"
+
+
+def _variance_lines(variants: dict[str, list[Run]], folder: Path) -> list[str]:
+    probed = next((r for r in variants.get("fully-explored", []) if r.variance), None)
+    if probed is None:
+        return []
+    result, cfg = probed.variance, read_config(folder)
+    lines = []
+    fe = result.terms("fully-explored")
+    if fe is not None:
+        lines.append(
+            f"mask variance, fully-explored / independent views (seed {probed.seed}): "
+            f"{fe.ratio.show()}: disjoint masks {'cut' if fe.ratio.high < 1 else 'did not surely cut'} the mask noise"
+        )
+    implied = {
+        name: e.value
+        for name in variants
+        if (e := step_variance(result, variant_settings(cfg, name))) is not None
+    }
+    if len(implied) >= 2:
+        predicted = sorted(implied, key=implied.get)
+        measured = sorted(implied, key=lambda n: mean_std([r.final for r in variants[n]])[0])
+        same = "the same order" if predicted == measured else "a different order"
+        lines.append(
+            f"equal-compute prediction, lowest step variance first: {', '.join(predicted)}; "
+            f"measured, lowest loss first: {', '.join(measured)} ({same})"
+        )
+    return lines
+
+
+def _downstream(folder: Path, reference: Path | None) -> list[str]:
+    pre = sorted(folder.glob("*/seed-*/finetune-*.json"))
+    if not pre or reference is None or not reference.is_file():
+        return []
+    a, b = json.loads(pre[0].read_text()), json.loads(reference.read_text())
+    metric = a.get("metric", "accuracy")
+    key = f"test_{metric}"
+    who = f"{pre[0].parent.parent.name} seed {pre[0].parent.name.split('-', 1)[1]}"
+    return [
+        f"downstream ({a['task']}, test {metric}, {len(a['runs'])} fine-tuning seed(s)): "
+        f"pre-trained ({who}) {a[key]['mean']:.3f} vs random initialisation {b[key]['mean']:.3f}, "
+        "same recipe"
+    ]
+
+
+def final_screen(folder: str | Path, reference: Path | None, report: Path) -> str:
+    """A short table of final losses, the verdicts in plain words, and the report's path."""
+    folder = Path(folder)
+    variants = load_runs(folder)
+    unigram = next((r.unigram for rs in variants.values() for r in rs if r.unigram), None)
+    seeds = max(len(rs) for rs in variants.values())
+    lines = [
+        "",
+        f"femlm demo: final hidden-token loss, mean over {seeds} seeds"
+        + (f" (unigram baseline {unigram:.3f})" if unigram else ""),
+    ]
+    for name, runs in sorted(
+        variants.items(), key=lambda kv: mean_std([r.final for r in kv[1]])[0]
+    ):
+        m, s = mean_std([r.final for r in runs])
+        lines.append(f"  {name:<16} {m:.4f} ± {s:.4f}")
+    lines += ["", "verdicts (paired t-test over seeds; few seeds settle little):"]
+    for a, b in (("fully-explored", "standard"), ("fully-explored", "random-K")):
+        if text := _verdict(variants, a, b):
+            lines.append(f"  {text}")
+    lines += [f"  {x}" for x in _variance_lines(variants, folder) + _downstream(folder, reference)]
+    lines += ["", f"report with plots: {report}", "5-seed verdicts: docs/results.md"]
+    return "\n".join(lines)
