@@ -83,6 +83,16 @@ def final_screen(folder: str | Path, reference: Path | None, report: Path) -> st
     ):
         m, s = mean_std([r.final for r in runs])
         lines.append(f"  {name:<16} {m:.4f} ± {s:.4f}")
+    if unigram and "standard" in variants:
+        gap = unigram - mean_std([r.final for r in variants["standard"]])[0]
+        lines.append(
+            f"  standard masking ends {gap:.2f} nats below the unigram baseline: "
+            + (
+                "the models use context"
+                if gap >= 0.3
+                else "still near the plateau, so the verdicts say little"
+            )
+        )
     lines += ["", "verdicts (paired t-test over seeds; few seeds settle little):"]
     for a, b in (("fully-explored", "standard"), ("fully-explored", "random-K")):
         if text := _verdict(variants, a, b):
