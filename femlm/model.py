@@ -37,7 +37,7 @@ _SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (6, 384, 6), "base"
 # positions kept BERT of the same size on the unigram plateau for ~2,500 steps,
 # where RoFormer left it by step ~400 (docs/results.md, presets). The BERT presets
 # keep their results reproducible under bert-<size>; ModernBERT (rotary,
-# pre-norm, GeGLU) is there too, at about 40% of RoFormer's speed on CPU.
+# pre-norm, GeGLU, no dropout) is there too (docs/results/presets/table.md).
 PRESETS = {
     **{name: Preset(*size) for name, size in _SIZES.items()},
     **{f"bert-{name}": Preset(*size, arch="bert") for name, size in _SIZES.items()},
