@@ -42,7 +42,9 @@ def recommendation(result: VarianceResult) -> str:
             f"of the same marginal mask distribution ({evens}): B*K distinct sequences divide "
             f"V_data by B*K, K views of B sequences only by B, and the K-view strategies' lower "
             f"mask variance does not make up for it; a K-view strategy can pay off only where "
-            f"distinct sequences are scarce (small corpus, many epochs)"
+            f"distinct sequences are scarce (small corpus, many epochs). Where each sequence "
+            f"is seen for more than K epochs, fully-explored-epochs keeps this one-view step "
+            f"and spreads the K disjoint masks over a K-epoch cycle"
         )
     else:
         terms = result.terms(c.strategy)
