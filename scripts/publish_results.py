@@ -96,17 +96,46 @@ def preset_table(src: Path, dest: Path) -> None:
     (dest / "table.json").write_text(json.dumps(numbers, indent=2) + "\n")
 
 
+def pair_by_evaluation(dest: Path, a: str, b: str) -> Path:
+    """``pair-A-vs-B.md``: the paired difference of A and B at every evaluation step both
+    ran, with the report's rule, to show when a difference appears."""
+    from femlm.report.stats import t_test
+
+    variants = load_runs(dest)
+    at = {
+        name: {r.seed: {step: loss for step, loss, _ in r.evals} for r in variants[name]}
+        for name in (a, b)
+    }
+    steps = sorted(set.intersection(*(set(e) for runs in at.values() for e in runs.values())))
+    lines = [f"# {a} minus {b}, by evaluation step", "",
+             "| step | difference ± 95% interval (test), seeds lower |", "|---|---|"]  # fmt: skip
+    for step in steps:
+        diff = t_test(
+            {s: e[step] for s, e in at[a].items()}, {s: e[step] for s, e in at[b].items()}
+        )
+        lines.append(f"| {step} | {diff.text()} |")
+    out = dest / f"pair-{a}-vs-{b}.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs_dir", type=Path)
     parser.add_argument("dest", type=Path)
     parser.add_argument("--presets", action="store_true", help="also write the preset table")
+    parser.add_argument(
+        "--pair", nargs=2, action="append", default=[], metavar=("A", "B"),
+        help="also write A minus B at every evaluation step (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(f"copied {copy_runs(args.runs_dir, args.dest)} files")
     print(f"report: {write_report(args.dest)}")
     if args.presets:
         preset_table(args.runs_dir, args.dest)
         print(f"table: {args.dest / 'table.md'}")
+    for a, b in args.pair:
+        print(f"pair: {pair_by_evaluation(args.dest, a, b)}")
 
 
 if __name__ == "__main__":
