@@ -44,7 +44,7 @@ def recommendation(result: VarianceResult) -> str:
             f"mask variance does not make up for it; a K-view strategy can pay off only where "
             f"distinct sequences are scarce (small corpus, many epochs). Where each sequence "
             f"is seen for more than K epochs, fully-explored-epochs keeps this one-view step "
-            f"and spreads the K disjoint masks over a K-epoch cycle"
+            f"and spreads fully-explored's K groups over a K-epoch cycle"
         )
     else:
         terms = result.terms(c.strategy)
@@ -98,8 +98,8 @@ def format_table(result: VarianceResult) -> str:
     lines.append(result.recommendation)
     fe = result.terms("fully-explored")
     if fe is not None:
-        lines.append(f"fully-explored / random mask-variance ratio (K={K}): {fe.ratio.show()}")
         lines.append(across_epochs_line(fe.ratio, K))
+        lines.append(f"fully-explored / random mask-variance ratio (K={K}): {fe.ratio.show()}")
     return "\n".join(lines)
 
 
@@ -111,6 +111,6 @@ def across_epochs_line(ratio: Estimate, K: int) -> str:
         f"fully-explored-epochs (K={K}): each step is standard masking (one view at rate "
         f"1/K), so its step variance is standard's; over a K-epoch cycle, at fixed "
         f"parameters, one sequence's summed gradient has {ratio.show()} of the mask "
-        f"variance of K independent epochs (the ratio above; training moves the "
+        f"variance of K independent epochs (the ratio below; training moves the "
         f"parameters between epochs, so this is its idealisation)"
     )
