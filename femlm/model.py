@@ -100,7 +100,7 @@ def tokenizer_source(tokenizer: str | None, model: str) -> str:
 
 def preset_config(name: str, tokenizer: Any, max_length: int, dropout: float | None = None) -> Any:
     """The transformers config of preset ``name`` sized for ``tokenizer``; no weights."""
-    from transformers import BertConfig, ModernBertConfig, RoFormerConfig
+    from transformers import BertConfig, RoFormerConfig
 
     p = PRESETS[name]
     sizes = dict(
@@ -113,6 +113,10 @@ def preset_config(name: str, tokenizer: Any, max_length: int, dropout: float | N
     elif p.arch == "roformer":
         config = RoFormerConfig(**sizes, embedding_size=p.hidden)
     else:
+        try:
+            from transformers import ModernBertConfig
+        except ImportError:  # added in transformers 4.48; pyproject admits 4.44
+            raise FemlmError(f"the {name} preset needs transformers >= 4.48") from None
         ids = {k: getattr(tokenizer, f"{k}_token_id") for k in ("cls", "sep")}
         config = ModernBertConfig(
             **sizes, cls_token_id=ids["cls"], sep_token_id=ids["sep"],
