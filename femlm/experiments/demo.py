@@ -139,13 +139,11 @@ def _pretrain(exp: Experiment) -> None:
     """Every run of the grid; on a CPU one process per seed, one torch thread each."""
     import torch
 
-    from femlm.runs import ExperimentDir as Folder
-
     if torch.cuda.is_available() or len(exp.seeds) == 1:
         run_experiment(exp)
         return
     prepare_experiment(exp)  # the tokenizer and experiment.json, once for both processes
-    root = Folder(exp.out_dir).root
+    root = ExperimentDir(exp.out_dir).root
     spec = root / "demo-experiment.json"
     spec.write_text(json.dumps(_as_file(exp), indent=2) + "\n")
     procs = {}
@@ -168,13 +166,11 @@ def _pretrain(exp: Experiment) -> None:
 
 def _watch(exp: Experiment, procs: dict[int, subprocess.Popen]) -> None:
     """Wait for the seed processes, saying every half minute how many runs are done."""
-    from femlm.runs import ExperimentDir as Folder
-
     total, said = len(exp.runs) * len(exp.seeds), time.time()
     while any(p.poll() is None for p in procs.values()):
         time.sleep(2)
         if time.time() - said >= 30:
-            done = sum(run.finished for _, run in Folder(exp.out_dir).runs())
+            done = sum(run.finished for _, run in ExperimentDir(exp.out_dir).runs())
             log.info("  %d of %d pre-training runs finished", done, total)
             said = time.time()
 
