@@ -134,6 +134,10 @@ class ExperimentDir:
     def tokenizer(self) -> Path:
         return self.root / "tokenizer"
 
+    def random_init_finetune(self, task: str) -> Path:
+        """The demo's fine-tuning of the untrained preset: the downstream reference."""
+        return self.root / f"random-init-finetune-{task}.json"
+
     def run(self, variant: str, seed: int) -> RunDir:
         return RunDir(self.root / variant / f"seed-{seed}")
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from femlm.report.runs import load_runs  # noqa: E402
 from femlm.report.stats import steps_to_reach  # noqa: E402
 from femlm.report.writer import write_report  # noqa: E402
-from femlm.runs import ExperimentDir  # noqa: E402
+from femlm.runs import ExperimentDir, read_metrics  # noqa: E402
 
 SMALL = ("femlm_config.json", "metrics.jsonl", "timing.json", "variance.json")
 
@@ -64,9 +64,7 @@ def preset_table(src: Path, dest: Path) -> None:
     for name, runs in load_runs(src).items():
         per_seed = []
         for r in runs:
-            metrics = [
-                json.loads(x) for x in (src / name / f"seed-{r.seed}" / "metrics.jsonl").open()
-            ]
+            metrics, _ = read_metrics(ExperimentDir(src).run(name, r.seed).metrics)
             speed = statistics.median(m["tokens_per_s"] for m in metrics if "tokens_per_s" in m)
             at = {step: loss for step, loss, _ in r.evals}
             per_seed.append({

@@ -193,7 +193,7 @@ def _random_init_reference(exp: Experiment) -> Path:
 
     spec = {k: v for k, v in (exp.finetune or {}).items() if k not in RUNNER_KEYS}
     task = spec.pop("tasks")[0]
-    out = Path(exp.out_dir) / f"random-init-finetune-{task}.json"
+    out = ExperimentDir(exp.out_dir).random_init_finetune(task)
     if not out.is_file():
         values = {**spec, "task": task, "model": exp.base["model"], "out": str(out)}
         values["tokenizer"] = exp.tokenizer["output"]

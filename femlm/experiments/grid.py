@@ -178,9 +178,10 @@ def _pretrain_once(exp: Experiment, variant: str, seed: int, folder: RunDir) -> 
     if folder.finished:
         log.info("  finished earlier, skipped")
         return
-    resume = bool(list_checkpoints(folder.checkpoints))
+    found = list_checkpoints(folder.checkpoints)
+    resume = bool(found)
     if resume:
-        log.info("  resuming from %s", list_checkpoints(folder.checkpoints)[-1].name)
+        log.info("  resuming from %s", found[-1].name)
     start = time.time()
     pretrain(run_config(exp, variant, seed), resume=resume)
     _append_json(folder.timing, {"pretrain_seconds": time.time() - start})

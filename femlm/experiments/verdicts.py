@@ -13,6 +13,7 @@ from pathlib import Path
 from femlm.report.runs import Run, load_runs, read_config, variant_settings
 from femlm.report.stats import finals, mean_std, t_test
 from femlm.report.variance import step_variance
+from femlm.runs import ExperimentDir
 
 WORDS = {"lower": "better", "higher": "worse", "tie": "no difference beyond noise"}
 
@@ -53,13 +54,18 @@ def _variance_lines(variants: dict[str, list[Run]], folder: Path) -> list[str]:
 
 
 def _downstream(folder: Path, reference: Path | None) -> list[str]:
-    pre = sorted(folder.glob("*/seed-*/finetune-*.json"))
-    if not pre or reference is None or not reference.is_file():
+    tuned = [
+        (variant, run, path)
+        for variant, run in ExperimentDir(folder).runs()
+        for path in run.finetune_results().values()
+    ]
+    if not tuned or reference is None or not reference.is_file():
         return []
-    a, b = json.loads(pre[0].read_text()), json.loads(reference.read_text())
+    variant, run, path = tuned[0]
+    a, b = json.loads(path.read_text()), json.loads(reference.read_text())
     metric = a.get("metric", "accuracy")
     key = f"test_{metric}"
-    who = f"{pre[0].parent.parent.name} seed {pre[0].parent.name.split('-', 1)[1]}"
+    who = f"{variant} seed {run.seed}"
     return [
         f"downstream ({a['task']}, test {metric}, {len(a['runs'])} fine-tuning seed(s)): "
         f"pre-trained ({who}) {a[key]['mean']:.3f} vs random initialisation {b[key]['mean']:.3f}, "

@@ -162,7 +162,7 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
             save_config(cfg, out.config)
         log.info(
             "model %s: %.2fM parameters; %d training blocks (%d steps/epoch), %d eval sequences; %s",
-            cfg.model, count_parameters(model) / 1e6, len(train_set), len(train_set) // cfg.batch_size,
+            cfg.model, count_parameters(model) / 1e6, len(train_set), steps_per_epoch(len(train_set), cfg.batch_size),
             sum(len(b["input_ids"]) for b in eval_batches), f"resuming at step {step}" if step else "from step 0",
         )  # fmt: skip
     return _Run(
@@ -289,7 +289,7 @@ def step_indices(n: int, batch_size: int, seed: int, step: int) -> tuple[int, li
     Each epoch is a fresh permutation keyed on (seed, epoch); the last
     ``n % batch_size`` sequences of an epoch's order are not used in that epoch.
     """
-    epoch, within = divmod(step, n // batch_size)
+    epoch, within = divmod(step, steps_per_epoch(n, batch_size))
     perm = _epoch_order(n, seed, epoch)
     return epoch, perm[within * batch_size : (within + 1) * batch_size].tolist()
 
