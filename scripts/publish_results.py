@@ -4,7 +4,8 @@
 
 copies ``experiment.json`` and, for every ``<variant>/seed-<s>/`` run, its
 ``femlm_config.json``, ``metrics.jsonl``, ``timing.json``, ``variance.json`` and
-``finetune-*.json`` (never weights), then writes ``report.md`` and its plots with
+``finetune-*.json`` (never weights), and the experiment's random-initialisation
+fine-tuning reference (``random-init-finetune-<task>.json``), then writes ``report.md`` and its plots with
 ``femlm report``. With ``--presets`` it also writes ``table.md`` and
 ``table.json``: per preset, the steps to 0.3 and 1.0 nats below the unigram
 baseline and the training throughput, over seeds.
@@ -36,6 +37,9 @@ def copy_runs(src: Path, dest: Path) -> int:
     if exp.spec.is_file():
         shutil.copyfile(exp.spec, ExperimentDir(dest).spec)
     copied = 0
+    for reference in sorted(src.glob("random-init-finetune-*.json")):
+        shutil.copyfile(reference, dest / reference.name)
+        copied += 1
     for variant, run in exp.runs():
         target = ExperimentDir(dest).run(variant, run.seed).root
         target.mkdir(parents=True, exist_ok=True)

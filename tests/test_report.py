@@ -209,6 +209,40 @@ def test_downstream_claim_tie(tmp_path):
     assert rows["FE pre-training helps downstream (sst2)"][1] == "inconclusive at this scale"
 
 
+def test_the_downstream_claim_judges_the_metric_that_chose_the_recipe(tmp_path):
+    """Accuracy and macro-F1 disagree here: FE wins on accuracy, loses on macro-F1.
+    The runs chose their recipe by macro-F1, so the claim reads macro-F1."""
+    runs = {k: RUNS[k] for k in ("standard", "fully-explored")}
+
+    def result(accuracy, f1):
+        return {"metric": "macro_f1", "runs": [{"test_accuracy": accuracy, "test_macro_f1": f1}]}
+
+    finetune = {
+        "fully-explored": {"sst2": [result(0.80 + d, 0.50 + d) for d in (0, 0.01, 0.02)]},
+        "standard": {"sst2": [result(0.70 + d, 0.60 + d) for d in (0, 0.01, 0.02)]},
+    }
+    root = make_experiment(tmp_path / "runs", runs, {k: FINALS[k] for k in runs}, finetune)
+    claim = table_rows(section(write_report(root).read_text(), "Claims"))[
+        "FE pre-training helps downstream (sst2)"
+    ]
+    assert claim[0].startswith("test macro-F1 per pre-training seed")
+    assert "standard minus fully-explored +0.1000" in claim[0]
+    assert claim[1] == "not reproduced (FE worse)"
+
+
+def test_the_random_initialisation_reference_joins_the_downstream_table(tmp_path):
+    runs = {k: RUNS[k] for k in ("standard", "fully-explored")}
+    finetune = {k: {"sst2": [finetune_result([0.7])] * 3} for k in runs}
+    root = make_experiment(tmp_path / "runs", runs, {k: FINALS[k] for k in runs}, finetune)
+    reference = {"lr": 1e-3, "runs": [{"test_accuracy": a, "test_macro_f1": a} for a in (0.5, 0.6)]}
+    (root / "random-init-finetune-sst2.json").write_text(json.dumps(reference))
+    table = section(write_report(root).read_text(), "Downstream")
+    assert table_rows(table)["random initialisation"] == [
+        "sst2", "0.550 ± 0.071 (n=2)", "0.550 ± 0.071 (n=2)", "1e-03"
+    ]  # fmt: skip
+    assert "random-init-finetune-sst2.json" in table
+
+
 def test_the_loss_claim_names_a_baseline_that_is_not_standard_masking(tmp_path):
     runs = {
         "span": {"strategy": "span", "views": 1, "rate": 0.15, "batch_size": 28},

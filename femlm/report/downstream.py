@@ -1,18 +1,32 @@
-"""The downstream parts of ``femlm report``: fine-tuning accuracy per variant
-and the claims about it."""
+"""The downstream parts of ``femlm report``: fine-tuning scores per variant, the
+random-initialisation reference when the experiment folder holds one, and the
+claims about them."""
 
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
 
 from femlm.report.runs import Run
-from femlm.report.stats import CLAIM_VERDICTS, compare, fmt
+from femlm.report.stats import CLAIM_VERDICTS, fmt, t_test
+from femlm.runs import ExperimentDir
+
+METRIC_NAMES = {"accuracy": "test accuracy", "macro_f1": "test macro-F1"}
 
 
-def _seed_accuracies(runs: list[Run], task: str) -> dict[int, float]:
-    """Test accuracy per pre-training seed, the mean over its fine-tuning seeds."""
+def chosen_metric(runs: list[Run], task: str) -> str:
+    """The metric that chose the learning rate and epoch (accuracy in files that
+    predate the setting)."""
+    found = {r.finetune[task].get("metric", "accuracy") for r in runs if task in r.finetune}
+    return found.pop() if len(found) == 1 else "accuracy"
+
+
+def _seed_scores(runs: list[Run], task: str, metric: str) -> dict[int, float]:
+    """Test score per pre-training seed, the mean over its fine-tuning seeds."""
     found = {r.seed: r.finetune[task].get("runs", []) for r in runs if task in r.finetune}
-    return {s: statistics.fmean(x["test_accuracy"] for x in xs) for s, xs in found.items() if xs}
+    key = f"test_{metric}"
+    return {s: statistics.fmean(x[key] for x in xs) for s, xs in found.items() if xs}
 
 
 def _chosen_lrs(runs: list[Run], task: str) -> str:
@@ -20,44 +34,66 @@ def _chosen_lrs(runs: list[Run], task: str) -> str:
     return ", ".join(f"{lr:.0e}" for lr in lrs) or "—"
 
 
-def downstream_table(variants: dict[str, list[Run]]) -> list[str]:
-    tasks = sorted({t for runs in variants.values() for r in runs for t in r.finetune})
+def _tasks(variants: dict[str, list[Run]]) -> list[str]:
+    return sorted({t for runs in variants.values() for r in runs for t in r.finetune})
+
+
+def _row(name: str, task: str, seeds: list[dict], lrs: str) -> str:
+    acc = [x["test_accuracy"] for x in seeds]
+    f1 = [x["test_macro_f1"] for x in seeds]
+    return f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {lrs} |"
+
+
+def _reference(folder: Path | None, task: str) -> dict | None:
+    """``random-init-finetune-<task>.json``: the recipe on the untrained model."""
+    path = ExperimentDir(folder).random_init_finetune(task) if folder else None
+    return json.loads(path.read_text()) if path and path.is_file() else None
+
+
+def downstream_table(variants: dict[str, list[Run]], folder: Path | None = None) -> list[str]:
+    tasks = _tasks(variants)
     if not tasks:
         return ["No fine-tuning results."]
     lines = [
         "| variant | task | test accuracy | test macro-F1 | lr (chosen on dev) |",
         "|---|---|---|---|---|",
     ]
-    for name, runs in variants.items():
-        for task in tasks:
-            acc, f1 = [], []
-            for r in runs:
-                for seed in r.finetune.get(task, {}).get("runs", []):
-                    acc.append(seed["test_accuracy"])
-                    f1.append(seed["test_macro_f1"])
-            if acc:
-                lines.append(
-                    f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {_chosen_lrs(runs, task)} |"
-                )
+    references = []
+    for task in tasks:
+        for name, runs in variants.items():
+            seeds = [x for r in runs for x in r.finetune.get(task, {}).get("runs", [])]
+            if seeds:
+                lines.append(_row(name, task, seeds, _chosen_lrs(runs, task)))
+        if ref := _reference(folder, task):
+            lines.append(_row("random initialisation", task, ref["runs"], f"{ref['lr']:.0e}"))
+            references.append(ExperimentDir(folder).random_init_finetune(task).name)
     lines += ["", "Spread is over all (pre-training seed, fine-tuning seed) pairs."]
+    if references:
+        lines += [
+            f"Random initialisation: the same recipe on the untrained preset, one run per "
+            f"fine-tuning seed ({', '.join(references)})."
+        ]
     return lines
 
 
 def downstream_claims(variants: dict[str, list[Run]], fe: str, baseline: str) -> list[str]:
-    """FE vs baseline test accuracy per task, one value per pre-training seed.
+    """FE vs baseline on the metric that chose the recipe, one value per pre-training seed.
 
     Fine-tuning seeds of one pre-trained model are averaged first: they share
     that model, so counting them as independent would understate the noise.
     """
     lines = []
-    tasks = sorted({t for runs in variants.values() for r in runs for t in r.finetune})
-    for task in tasks:
-        a, b = _seed_accuracies(variants[fe], task), _seed_accuracies(variants[baseline], task)
-        # Higher accuracy is better: baseline lower than FE is FE's win.
-        verdict = CLAIM_VERDICTS[compare(b, a)]
+    for task in _tasks(variants):
+        metric = chosen_metric(variants[fe] + variants[baseline], task)
+        a = _seed_scores(variants[fe], task, metric)
+        b = _seed_scores(variants[baseline], task, metric)
+        if not a or not b:
+            continue
+        verdict = t_test(b, a)  # higher is better: baseline lower than FE is FE's win
         lines.append(
-            f"| FE pre-training helps downstream ({task}) | test accuracy per pre-training seed "
-            f"(mean over fine-tuning seeds) {fe} {fmt(list(a.values()))} vs {baseline} "
-            f"{fmt(list(b.values()))} | {verdict} |"
+            f"| FE pre-training helps downstream ({task}) | {METRIC_NAMES[metric]} per "
+            f"pre-training seed (mean over fine-tuning seeds) {fe} {fmt(list(a.values()))} vs "
+            f"{baseline} {fmt(list(b.values()))}; {baseline} minus {fe} {verdict.text()} "
+            f"| {CLAIM_VERDICTS[verdict.outcome]} |"
         )
     return lines

@@ -207,7 +207,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md += ["## Ablations", "", *ablation_section(variants, baseline, config, out)]
     if rescored := reevaluation_section(variants, baseline):
         md += ["## Re-evaluation with another replacement policy", "", *rescored]
-    md += ["## Downstream", "", *downstream_table(variants), ""]
+    md += ["## Downstream", "", *downstream_table(variants, folder), ""]
     md += ["## Gradient variance", "", *variance_section(variants, folder, out), ""]
     over_steps = plot_variance_steps(variants, out)
     if over_steps:
