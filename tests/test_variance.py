@@ -397,6 +397,32 @@ def test_auto_mode_falls_back_to_the_loop_where_vmap_cannot_trace(tok, monkeypat
         assert torch.equal(auto(batch), expected) and auto.mode == "loop"
 
 
+def test_an_explicit_vmap_mode_that_cannot_trace_is_a_one_line_error(tok, monkeypatch):
+    from femlm.errors import FemlmError
+
+    model = tiny_bert(tok)
+    ids = random_sequences(tok, 1, 20, seed=3)[0]
+    masks = torch.zeros(1, len(ids), dtype=torch.bool)
+    masks[0, 2] = True
+    batch = view_batch(ids, torch.where(masks, tok.mask_token_id, ids), masks)
+
+    def untraceable(self, b):
+        raise RuntimeError("vmap: It looks like you're calling .item() on a Tensor")
+
+    with analysis_mode(model):
+        grads = ViewGradients(model, select_parameters(model), "vmap")
+        monkeypatch.setattr(ViewGradients, "_vmap", untraceable)
+        with pytest.raises(FemlmError, match="use --grad-mode loop or auto"):
+            grads(batch)
+
+        def bug(self, b):  # any other failure is ours and keeps its traceback
+            raise RuntimeError("shape mismatch")
+
+        monkeypatch.setattr(ViewGradients, "_vmap", bug)
+        with pytest.raises(RuntimeError, match="shape mismatch"):
+            grads(batch)
+
+
 def test_across_epochs_is_measured_through_the_fully_explored_partition():
     from femlm.variance.analyser import strategy_list
     from femlm.variance.results import Estimate

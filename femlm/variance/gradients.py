@@ -131,7 +131,17 @@ class ViewGradients:
         batch = ViewBatch(*(getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)))
         if self.mode == "auto":
             return self._choose(batch)
-        return self._flat(self._vmap(batch) if self.mode == "vmap" else self._loop(batch))
+        if self.mode == "loop":
+            return self._flat(self._loop(batch))
+        try:
+            return self._flat(self._vmap(batch))
+        except RuntimeError as err:
+            if not _untraceable(err):
+                raise
+            raise FemlmError(
+                "gradient mode vmap cannot trace this model with the installed transformers "
+                "(data-dependent branches in its attention mask); use --grad-mode loop or auto"
+            ) from err
 
     def _choose(self, batch: ViewBatch) -> Tensor:
         """Time both ways on this chunk (after one warm-up call) and keep the faster."""
@@ -141,7 +151,7 @@ class ViewGradients:
             except RuntimeError as err:
                 # transformers 4.x builds BERT's attention mask with data-dependent
                 # branches, which vmap cannot trace; the loop gives the same gradients.
-                if mode != "vmap" or "vmap" not in str(err):
+                if mode != "vmap" or not _untraceable(err):
                     raise
                 continue
             start = time.perf_counter()
@@ -171,6 +181,11 @@ class ViewGradients:
         return torch.cat(
             [grads[n].reshape(grads[n].shape[0], -1) for n in self.trainable], 1
         ).double()
+
+
+def _untraceable(err: RuntimeError) -> bool:
+    """vmap's refusal of a data-dependent branch (not a bug of ours)."""
+    return "vmap" in str(err)
 
 
 def _or_zeros(g: Tensor | None, like: Tensor) -> Tensor:
