@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 from femlm.config import TrainConfig  # noqa: E402
 from femlm.data.blocks import build_blocks  # noqa: E402
 from femlm.data.packing import VALIDATION_SPLIT_SEED  # noqa: E402
+from femlm.data.tokenizer import load_tokenizer  # noqa: E402
 from femlm.masking.collator import MaskingCollator  # noqa: E402
 from femlm.runs import ExperimentDir  # noqa: E402
 from femlm.schema import load_config  # noqa: E402
-from femlm.data.tokenizer import load_tokenizer  # noqa: E402
 
 
 def count(cfg: TrainConfig, epochs: int, batch: int = 256) -> dict:
