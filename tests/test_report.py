@@ -359,12 +359,15 @@ def test_fair_pairs_differ_only_in_masking_and_mask_the_same_share():
         "standard-r50": {**RUNS["standard"], "rate": 0.5},
         "random-K": {"strategy": "random", "views": 7, "batch_size": 4},  # default rate 0.15
         "standard-lr": {**RUNS["standard"], "lr": 0.01},  # trains differently: no pair
+        # across epochs meets one-view masking at its rate, never another FE variant
+        "fe-epochs-K2": {"strategy": "fully-explored-epochs", "views": 2, "batch_size": 28},
     }
     cfg = {"base": {"lr": 0.002}, "runs": runs}
     found = counterparts(cfg, dict.fromkeys([*runs, "not-in-config"]))
     assert sorted(found) == [
         ("fe-K2", "standard-r50"),
         ("fe-allmask", "standard-allmask"),
+        ("fe-epochs-K2", "standard-r50"),
         ("fully-explored", "random-K"),
         ("fully-explored", "standard"),
     ]

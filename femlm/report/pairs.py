@@ -1,4 +1,5 @@
-"""Fair pairs for ``femlm report``: each fully-explored variant against the
+"""Fair pairs for ``femlm report``: each fully-explored variant (within a step or
+across epochs) against the
 variants of the same experiment that differ from it only in how masks are
 drawn (strategy, views, how the step's rows split into sequences x views) and
 mask the same share of tokens. So `fe-allmask` meets `standard-allmask`, not
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from femlm.masking.strategies import FULLY_EXPLORED, resolve_views_rate
+from femlm.masking.strategies import ACROSS_EPOCHS, FULLY_EXPLORED, resolve_views_rate
 from femlm.report.runs import Run, variant_settings
 from femlm.report.stats import VERDICTS, finals, fmt, mean_std, t_test
 
@@ -22,6 +23,7 @@ _UNTRAINED = {
 }
 _IGNORED = _MASKING | _UNTRAINED
 _RATE_TOLERANCE = 0.01  # fully-explored with rate 0.15 masks 1/7 = 0.143
+_PARTITIONED = FULLY_EXPLORED + ACROSS_EPOCHS
 
 
 def _rate(values: dict[str, Any]) -> float:
@@ -39,12 +41,12 @@ def counterparts(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> list[tu
     names = [n for n in variants if n in (cfg.get("runs") or {})]
     for fe in names:
         a = variant_settings(cfg, fe)
-        if a.get("strategy", "fully-explored") not in FULLY_EXPLORED:
+        if a.get("strategy", "fully-explored") not in _PARTITIONED:
             continue
         rest = {k: v for k, v in a.items() if k not in _IGNORED}
         for other in names:
             b = variant_settings(cfg, other)
-            if b.get("strategy", "fully-explored") in FULLY_EXPLORED:
+            if b.get("strategy", "fully-explored") in _PARTITIONED:
                 continue
             if {k: v for k, v in b.items() if k not in _IGNORED} != rest:
                 continue
