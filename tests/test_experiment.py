@@ -225,6 +225,29 @@ def test_ranking_check_keeps_replacement_policies_apart(tmp_path):
     assert "| fe-am |" not in default and "| fe |" not in masked
 
 
+def test_ranking_check_ranks_only_variants_trained_as_the_probed_one(tmp_path):
+    """A probe of K = 7 at rate 1/7 predicts nothing for standard masking at 0.25 or
+    for a run with another step budget."""
+    from femlm.report.variance import ranking_check
+
+    runs = {
+        "fe": {"strategy": "fully-explored", "rate": 0.15, "batch_size": 4},
+        "std": {"strategy": "random", "rate": 0.15, "batch_size": 28},
+        "std-r4": {"strategy": "random", "rate": 0.25, "batch_size": 28},
+        "std-short": {"strategy": "random", "rate": 0.15, "batch_size": 28, "max_steps": 34},
+    }
+    (tmp_path / "experiment.json").write_text(json.dumps({"runs": runs}))
+    variants = {
+        "fe": _seed_runs(5.0, _estimates(2.0)),
+        "std": _seed_runs(4.0),
+        "std-r4": _seed_runs(3.0),
+        "std-short": _seed_runs(6.0),
+    }
+    text = "\n".join(ranking_check(tmp_path, variants))
+    assert "lowest final loss first: std, fe: the same order" in text
+    assert "std-r4" not in text and "std-short" not in text
+
+
 def test_variant_seeds_and_the_seeds_option_pick_the_grid(experiment, tmp_path, caplog):
     _, cfg = experiment
     text = cfg.read_text().replace(

@@ -34,25 +34,32 @@ def _rate(values: dict[str, Any]) -> float:
     return float(values["rate"]) if values.get("rate") is not None else rate
 
 
+def same_training(cfg: dict[str, Any], a: str, b: str) -> bool:
+    """Whether variants ``a`` and ``b`` differ only in how masks are drawn and
+    mask the same share of tokens."""
+    x, y = variant_settings(cfg, a), variant_settings(cfg, b)
+    if {k: v for k, v in x.items() if k not in _IGNORED} != {
+        k: v for k, v in y.items() if k not in _IGNORED
+    }:
+        return False
+    return abs(_rate(x) - _rate(y)) <= _RATE_TOLERANCE
+
+
+def _partitioned(cfg: dict[str, Any], name: str) -> bool:
+    return variant_settings(cfg, name).get("strategy", "fully-explored") in _PARTITIONED
+
+
 def counterparts(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> list[tuple[str, str]]:
     """``(fe_variant, other)`` for every fully-explored variant and every
     non-fully-explored variant that matches it outside the masking settings."""
-    pairs = []
     names = [n for n in variants if n in (cfg.get("runs") or {})]
-    for fe in names:
-        a = variant_settings(cfg, fe)
-        if a.get("strategy", "fully-explored") not in _PARTITIONED:
-            continue
-        rest = {k: v for k, v in a.items() if k not in _IGNORED}
-        for other in names:
-            b = variant_settings(cfg, other)
-            if b.get("strategy", "fully-explored") in _PARTITIONED:
-                continue
-            if {k: v for k, v in b.items() if k not in _IGNORED} != rest:
-                continue
-            if abs(_rate(a) - _rate(b)) <= _RATE_TOLERANCE:
-                pairs.append((fe, other))
-    return pairs
+    return [
+        (fe, other)
+        for fe in names
+        if _partitioned(cfg, fe)
+        for other in names
+        if not _partitioned(cfg, other) and same_training(cfg, fe, other)
+    ]
 
 
 def pairs_section(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> list[str]:

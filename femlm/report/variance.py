@@ -9,6 +9,7 @@ from typing import Any
 
 from femlm.config import TrainConfig
 from femlm.masking.strategies import FULLY_EXPLORED
+from femlm.report.pairs import same_training
 from femlm.report.runs import Run, is_standard, read_config, variant_settings
 from femlm.report.stats import compare, finals, mean_std
 from femlm.runs import ExperimentDir
@@ -88,16 +89,22 @@ def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
     """
     cfg = read_config(folder)
     runs_cfg = cfg.get("runs")
-    probes: dict[tuple[float, float], VarianceResult] = {}
-    for rs in variants.values():
+    probes: dict[tuple[float, float], tuple[str, VarianceResult]] = {}
+    for name, rs in variants.items():
         for r in rs:
             if r.variance is not None:
-                probes.setdefault(_policy(r.variance.config), r.variance)
+                probes.setdefault(_policy(r.variance.config), (name, r.variance))
     if not probes or runs_cfg is None:
         return ["No variance measurement to predict from."]
     lines = []
-    for policy, est in probes.items():
-        names = [n for n in variants if _policy(variant_settings(cfg, n)) == policy]
+    for policy, (probed, est) in probes.items():
+        # Only variants trained as the probed one was, apart from the masking: a
+        # probe at rate 1/K says nothing of another rate or another budget.
+        names = [
+            n for n in variants
+            if _policy(variant_settings(cfg, n)) == policy
+            and (n == probed or n not in runs_cfg or same_training(cfg, probed, n))
+        ]  # fmt: skip
         if len(probes) > 1:
             lines += [f"Variants trained with {policy[0]:.0%} `[MASK]`, {policy[1]:.0%} random "
                       "(the variance probe's policy):", ""]  # fmt: skip
