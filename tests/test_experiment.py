@@ -277,12 +277,13 @@ def test_variance_probe_uses_the_runs_replacement_policy(tmp_path, monkeypatch):
     folder = tmp_path / "fe-allmask" / "seed-0"
     folder.mkdir(parents=True)
     trained = {"data": ["c.txt"], "max_length": 32, "mask_prob": 1.0, "random_prob": 0.0}
-    trained["validation_fraction"] = 0.1
+    trained |= {"validation_fraction": 0.1, "threads": 1, "progress": False}
     (folder / "femlm_config.json").write_text(json.dumps(trained))
     exp = Experiment("x", tmp_path, [0], {}, {"fe-allmask": {}}, variance={"sequences": 3})
     _variance_once(exp, folder)
     assert (seen[0].mask_prob, seen[0].random_prob, seen[0].data) == (1.0, 0.0, ["c.txt"])
     assert seen[0].validation_fraction == 0.1  # the run's split, not the default 0.02
+    assert (seen[0].threads, seen[0].progress) == (1, False)  # as the run trained
     exp.variance = {"sequences": 3, "mask_prob": 0.8, "random_prob": 0.1}
     (folder / "variance.json").unlink()
     _variance_once(exp, folder)

@@ -208,6 +208,7 @@ def _variance_once(exp: Experiment, folder: RunDir | Path) -> None:
     trained = load_config(TrainConfig, str(folder.config))
     keys = ("data", "cache_dir", "max_length", "text_field", "mask_prob", "random_prob")
     keys += ("validation_fraction",)  # the run's split: probe documents it held out
+    keys += ("threads", "progress")  # a grid split between processes keeps its threads
     shared = {k: getattr(trained, k) for k in keys}
     values = {**shared, **spec, "model": str(folder.final), "out_dir": str(folder.variance_dir)}
     result = run_variance(from_dict(VarianceConfig, values))
