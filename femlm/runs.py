@@ -135,7 +135,8 @@ class ExperimentDir:
         return self.root / "tokenizer"
 
     def random_init_finetune(self, task: str) -> Path:
-        """The demo's fine-tuning of the untrained preset: the downstream reference."""
+        """The fine-tuning recipe on the untrained preset: the downstream reference
+        (written by the demo, or by hand for a grid; read by the report)."""
         return self.root / f"random-init-finetune-{task}.json"
 
     def run(self, variant: str, seed: int) -> RunDir:

@@ -27,12 +27,13 @@ from femlm.data.blocks import build_blocks  # noqa: E402
 from femlm.data.packing import VALIDATION_SPLIT_SEED  # noqa: E402
 from femlm.data.tokenizer import load_tokenizer  # noqa: E402
 from femlm.masking.collator import MaskingCollator  # noqa: E402
+from femlm.model import tokenizer_source  # noqa: E402
 from femlm.runs import ExperimentDir  # noqa: E402
 from femlm.schema import load_config  # noqa: E402
 
 
 def count(cfg: TrainConfig, epochs: int, batch: int = 256) -> dict:
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    tokenizer = load_tokenizer(tokenizer_source(cfg.tokenizer, cfg.model))
     blocks = build_blocks(
         cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
         cfg.validation_fraction, seed=VALIDATION_SPLIT_SEED, progress=False,

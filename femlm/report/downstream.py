@@ -44,10 +44,10 @@ def _row(name: str, task: str, seeds: list[dict], lrs: str) -> str:
     return f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {lrs} |"
 
 
-def _reference(folder: Path | None, task: str) -> dict | None:
-    """``random-init-finetune-<task>.json``: the recipe on the untrained model."""
+def _reference(folder: Path | None, task: str) -> Path | None:
+    """``random-init-finetune-<task>.json``, the recipe on the untrained model, if present."""
     path = ExperimentDir(folder).random_init_finetune(task) if folder else None
-    return json.loads(path.read_text()) if path and path.is_file() else None
+    return path if path and path.is_file() else None
 
 
 def downstream_table(variants: dict[str, list[Run]], folder: Path | None = None) -> list[str]:
@@ -64,9 +64,10 @@ def downstream_table(variants: dict[str, list[Run]], folder: Path | None = None)
             seeds = [x for r in runs for x in r.finetune.get(task, {}).get("runs", [])]
             if seeds:
                 lines.append(_row(name, task, seeds, _chosen_lrs(runs, task)))
-        if ref := _reference(folder, task):
+        if path := _reference(folder, task):
+            ref = json.loads(path.read_text())
             lines.append(_row("random initialisation", task, ref["runs"], f"{ref['lr']:.0e}"))
-            references.append(ExperimentDir(folder).random_init_finetune(task).name)
+            references.append(path.name)
     lines += ["", "Spread is over all (pre-training seed, fine-tuning seed) pairs."]
     if references:
         lines += [
