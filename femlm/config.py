@@ -45,9 +45,16 @@ class InputSettings(Checked):
         128, "tokens per packed block, [CLS] and [SEP] included", bounds=Bounds(low=4)
     )
     validation_fraction: float = _f(
-        0.02, "share of documents held out for validation", bounds=FRACTION
+        0.02,
+        "share of documents held out for validation (0: train on all of --data; needs --eval-data)",
+        bounds=Bounds(0, 1, high_open=True),
     )
     cache_dir: str | None = _f(None, CACHE_HELP)
+    eval_data: list[str] = _f(
+        [],
+        "held-out corpus to evaluate on instead of the validation split of --data (its dev "
+        "blocks first, then its test blocks)",
+    )
 
 
 @dataclass
@@ -99,6 +106,13 @@ class OptimisationSettings(Checked):
         "and checkpoints at the end of every epoch too)",
         bounds=Bounds(low=0, low_open=True),
     )
+    epoch_tail: str = _f(
+        "drop",
+        "the last (blocks mod batch) blocks of an epoch's order: drop them (every step inside "
+        "one epoch) or wrap them into the next epoch's first step (every block seen once "
+        "per epoch)",
+        choices=("drop", "wrap"),
+    )
     clip_grad: float = _f(1.0, "max gradient norm (0 = no clipping)", bounds=NON_NEGATIVE)
     dropout: float | None = _f(
         None,
@@ -126,6 +140,15 @@ class EvaluationSettings(Checked):
     )
     eval_random_prob: float = _f(
         0.0, "share of eval positions shown as a random token", bounds=PROBABILITY
+    )
+    test_sequences: int = _f(
+        0,
+        "evaluation blocks after the first eval_sequences (the dev blocks, for choices) scored "
+        "as the test set, for verdicts (0: none)",
+        bounds=NON_NEGATIVE,
+    )
+    test_draws: int = _f(
+        2, "independent draws of the test set's evaluated positions", bounds=POSITIVE
     )
     variance_every: int = _f(
         0, "log gradient-variance terms every N steps (0 = never)", bounds=NON_NEGATIVE
@@ -331,6 +354,11 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
     resolve_views_rate(cfg.strategy, cfg.views, cfg.rate)
     if not cfg.data:
         raise FemlmError("no training data: give --data FILE [FILE ...]")
+    if cfg.validation_fraction == 0 and not cfg.eval_data:
+        raise FemlmError(
+            "validation_fraction 0 holds nothing out: give --eval-data FILE to evaluate on, "
+            "or a fraction in (0, 1)"
+        )
     if cfg.batch_size % (cfg.grad_accum * world):
         raise FemlmError(
             f"batch_size {cfg.batch_size} must be divisible by grad_accum x processes "
@@ -347,15 +375,3 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
         raise FemlmError(
             f"eval_mask_prob and eval_random_prob must be >= 0 with a sum <= 1, got {m} and {r}"
         )
-
-
-def steps_per_epoch(train_blocks: int, batch_size: int) -> int:
-    """Optimizer steps in one pass: each epoch's order drops its last partial batch."""
-    return train_blocks // batch_size
-
-
-def epoch_steps(epochs: float, train_blocks: int, batch_size: int) -> int:
-    """``max_steps`` for ``--epochs``: whole epochs exactly, a fraction rounded (at least 1)."""
-    if not epochs > 0:
-        raise FemlmError(f"epochs must be positive, got {epochs}")
-    return max(1, round(epochs * steps_per_epoch(train_blocks, batch_size)))

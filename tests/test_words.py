@@ -12,6 +12,7 @@ from femlm.data import tokenizer as femtok
 from femlm.data.blocks import build_blocks
 from femlm.data.words import WordStarts
 from femlm.masking.collator import MaskingCollator
+from femlm.train.order import step_rows
 
 WORDS = ["masking", "unbelievably", "tokens", "word", "pieces", "model", "the", "a", "of"]
 
@@ -140,7 +141,7 @@ def _pretraining_batch(tok, docs, tmp_path, strategy):
     train, _ = loop._blocks(cfg, d, tok)
     collator = MaskingCollator(tok, strategy, cfg.views, cfg.rate, seed=0, return_view_info=False)
     batch = next(loop._micro_batches(cfg, train, collator, 0, d))
-    _, indices = loop.step_indices(len(train), cfg.batch_size, cfg.seed, 0)
+    indices = [i for _, i in step_rows(len(train), cfg.batch_size, cfg.seed, 0)]
     return batch, train, indices
 
 

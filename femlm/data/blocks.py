@@ -101,6 +101,28 @@ def build_blocks(
     return datasets.load_from_disk(str(final))
 
 
+def run_blocks(inputs: Any, tokenizer: Any, progress: bool = True) -> tuple[Any, Any]:
+    """``(train, evaluation)`` blocks of a run's inputs (any config with the fields of
+    :class:`femlm.config.InputSettings`): the training split of ``inputs.data`` and
+    either its validation split or, when ``inputs.eval_data`` is given, every block of
+    that held-out corpus. The split seed is never the run's seed
+    (:data:`VALIDATION_SPLIT_SEED`), so every run and probe on a corpus holds out the
+    same documents; this is the one place that builds a run's blocks."""
+    from femlm.data.packing import VALIDATION_SPLIT_SEED
+
+    blocks = build_blocks(
+        inputs.data, tokenizer, inputs.max_length, inputs.cache_dir, inputs.text_field,
+        inputs.validation_fraction, seed=VALIDATION_SPLIT_SEED, progress=progress,
+    )  # fmt: skip
+    if not getattr(inputs, "eval_data", None):
+        return blocks["train"], blocks["validation"]
+    held_out = build_blocks(
+        inputs.eval_data, tokenizer, inputs.max_length, inputs.cache_dir, inputs.text_field,
+        0.0, seed=VALIDATION_SPLIT_SEED, progress=progress,
+    )  # fmt: skip
+    return blocks["train"], held_out["train"]
+
+
 def _check_settings(max_length: int, fraction: float, on_bad_utf8: str) -> None:
     if max_length < 3:
         raise FemlmError(

@@ -97,12 +97,6 @@ class MaskingCollator:
         """Key the next batches' masks on ``epoch``."""
         self.epoch = int(epoch)
 
-    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
-        if not features:
-            raise ValueError("cannot collate an empty list of features")
-        batch = self.pad(features)
-        return self.mask(batch, self.example_keys(features, batch["input_ids"], batch["lengths"]))
-
     def pad(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
         """Stack features into padded ``[batch, length]`` tensors (and ``lengths [batch]``)."""
         lengths = torch.tensor([len(f["input_ids"]) for f in features], dtype=torch.long)
@@ -136,10 +130,29 @@ class MaskingCollator:
             index = torch.tensor([int(f[self.index_key]) for f in features], dtype=torch.long)
         else:
             index = content_hash(ids, lengths)
-        return mix_ints(self.seed, cycle_of(self.strategy, self.views, self.epoch), index)
+        epoch = self.row_epochs(features)
+        return mix_ints(self.seed, cycle_of(self.strategy, self.views, epoch), index)
 
-    def mask(self, batch: dict[str, Tensor], keys: Tensor) -> dict[str, Tensor]:
-        """Draw the views, corrupt the inputs and build labels for a padded batch."""
+    def row_epochs(self, features: Sequence[Mapping[str, Any]]) -> int | Tensor:
+        """The epoch masks are keyed on: :meth:`set_epoch`'s, or ``[batch]`` epochs when
+        the features carry their own (a step that crosses the end of an epoch)."""
+        if "epoch" not in features[0]:
+            return self.epoch
+        return torch.tensor([int(f["epoch"]) for f in features], dtype=torch.long)
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
+        if not features:
+            raise ValueError("cannot collate an empty list of features")
+        batch = self.pad(features)
+        keys = self.example_keys(features, batch["input_ids"], batch["lengths"])
+        return self.mask(batch, keys, self.row_epochs(features))
+
+    def mask(
+        self, batch: dict[str, Tensor], keys: Tensor, epoch: int | Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Draw the views, corrupt the inputs and build labels for a padded batch;
+        ``epoch``: an int or ``[batch]`` epochs (default :meth:`set_epoch`'s)."""
+        epoch = self.epoch if epoch is None else epoch
         ids, valid = batch["input_ids"], batch["valid"]
         maskable = valid & batch["attention_mask"].bool()
         if "special_tokens_mask" in batch:
@@ -154,12 +167,12 @@ class MaskingCollator:
             self.rate,
             KeyedGenerator(mix(keys + _MASK_STREAM)),
             word_ids=self.word_ids(batch),
-            epoch=self.epoch,
+            epoch=epoch,
         )
         b, length = ids.shape
         v = step_views(self.strategy, self.views)
         if v != self.views:  # across epochs: the 80/10/10 draws are fresh every epoch
-            keys = mix_ints(keys, self.epoch)
+            keys = mix_ints(keys, epoch)
         masks = masks.transpose(0, 1)  # [batch, views, length]: row = sequence * views + view
         repeated = ids.unsqueeze(1).expand(b, v, length)
         corrupted = apply_replacement(

@@ -19,23 +19,46 @@ EVAL_BATCH = 32
 def eval_batches_for(
     cfg: Any, tokenizer: Any, eval_set: Any, rank: int = 0, world: int = 1
 ) -> list:
-    """The fixed evaluation set: the first ``cfg.eval_sequences`` validation
-    blocks with ``random`` masks at ``cfg.eval_rate`` keyed on ``cfg.eval_seed``,
-    identical for every strategy; rank ``r`` takes every ``world``-th batch.
-    Inputs there are replaced as ``cfg.eval_mask_prob``/``cfg.eval_random_prob``
-    say; the positions do not depend on them."""
+    """The fixed evaluation set (the dev blocks): the first ``cfg.eval_sequences``
+    evaluation blocks with ``random`` masks at ``cfg.eval_rate`` keyed on
+    ``cfg.eval_seed``, identical for every strategy; rank ``r`` takes every
+    ``world``-th batch. Inputs there are replaced as ``cfg.eval_mask_prob``/
+    ``cfg.eval_random_prob`` say; the positions do not depend on them."""
+    n = min(cfg.eval_sequences, len(eval_set))
+    return _fixed_batches(cfg, tokenizer, eval_set, range(n), cfg.eval_seed, rank, world)
+
+
+def test_batches_for(
+    cfg: Any, tokenizer: Any, eval_set: Any, rank: int = 0, world: int = 1
+) -> list[list]:
+    """The test set, one list of batches per draw: the ``cfg.test_sequences`` blocks
+    after the dev blocks, each draw's positions keyed on ``cfg.eval_seed + 1 + draw``
+    (so no draw repeats the dev masks' keys); [] when there is no test set."""
+    start = min(cfg.eval_sequences, len(eval_set))
+    stop = min(start + cfg.test_sequences, len(eval_set))
+    if stop <= start:
+        return []
+    rows = range(start, stop)
+    return [
+        _fixed_batches(cfg, tokenizer, eval_set, rows, cfg.eval_seed + 1 + draw, rank, world)
+        for draw in range(cfg.test_draws)
+    ]
+
+
+def _fixed_batches(
+    cfg: Any, tokenizer: Any, eval_set: Any, rows: range, seed: int, rank: int, world: int
+) -> list:
     collator = MaskingCollator(
         tokenizer, "random", 1, cfg.eval_rate, cfg.eval_mask_prob, cfg.eval_random_prob,
-        seed=cfg.eval_seed, return_view_info=False,
+        seed=seed, return_view_info=False,
     )  # fmt: skip
-    n = min(cfg.eval_sequences, len(eval_set))
     batches = []
-    for k, start in enumerate(range(0, n, EVAL_BATCH)):
+    for k, start in enumerate(range(rows.start, rows.stop, EVAL_BATCH)):
         if k % world != rank:
             continue
-        idx = list(range(start, min(n, start + EVAL_BATCH)))
-        rows = eval_set[idx]["input_ids"]
-        feats = [{"input_ids": r, "example_index": i} for r, i in zip(rows, idx, strict=True)]
+        idx = list(range(start, min(rows.stop, start + EVAL_BATCH)))
+        ids = eval_set[idx]["input_ids"]
+        feats = [{"input_ids": r, "example_index": i} for r, i in zip(ids, idx, strict=True)]
         batches.append(collator(feats))
     return batches
 

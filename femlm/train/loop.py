@@ -1,7 +1,7 @@
 """The training loop, read top to bottom in :func:`_pretrain`.
 
 Data order and masks are pure functions of (seed, step): step ``s`` takes the
-sequences ``perm_e[i*B : (i+1)*B]`` of epoch ``e = s // steps_per_epoch``, and
+blocks :func:`femlm.train.order.step_rows` names, each with its epoch, and
 the collator keys masks on (seed, epoch, example index, view). Resuming from a
 checkpoint therefore needs only the step, the weights, the optimizer and
 scheduler states and the RNG state used by dropout; the result is bitwise
@@ -12,7 +12,6 @@ process's with the same global batch.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
@@ -25,20 +24,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from femlm.config import TrainConfig, check_config, epoch_steps, steps_per_epoch
+from femlm.config import TrainConfig, check_config
 from femlm.errors import FemlmError
 from femlm.masking.collator import MaskingCollator
-from femlm.masking.keyed import mix_ints
 from femlm.masking.strategies import WORD_LEVEL
 from femlm.model import build_model, count_parameters, mlm_loss_sum, tokenizer_source
 from femlm.runs import RunDir, RunLock
 from femlm.schema import save_config, to_dict
 from femlm.train import checkpoint as ckpt
 from femlm.train import dist as distributed
-from femlm.train.evaluate import eval_batches_for, evaluate, unigram_loss
+from femlm.train.evaluate import eval_batches_for, evaluate, test_batches_for, unigram_loss
 from femlm.train.export import save_final
 from femlm.train.metrics import MetricsLog
 from femlm.train.optim import build_optimizer, lr_factor
+from femlm.train.order import epoch_steps, epochs_done, step_rows, steps_per_epoch
 from femlm.train.precision import (
     autocast,
     check_precision,
@@ -86,6 +85,7 @@ class _Run:
     train_set: Any
     eval_set: Any
     eval_batches: list[dict[str, Tensor]]
+    test_batches: list[list[dict[str, Tensor]]]  # one list per draw of the test positions
     tokenizer: Any
     metrics: MetricsLog
     autocast: Any  # bf16 or fp16 autocast, or a null context
@@ -130,7 +130,7 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
     tokenizer = load_tokenizer(tokenizer_source(cfg.tokenizer, cfg.model))
     train_set, eval_set = _blocks(cfg, d, tokenizer)
     if cfg.epochs is not None:  # the schedule, the bar and the last step follow from here
-        cfg.max_steps = epoch_steps(cfg.epochs, len(train_set), cfg.batch_size)
+        cfg.max_steps = epoch_steps(cfg.epochs, len(train_set), cfg.batch_size, cfg.epoch_tail)
     model = build_model(cfg.model, tokenizer, cfg.max_length, cfg.dropout).to(d.device)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
@@ -147,6 +147,7 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         seed=cfg.seed, return_view_info=False,
     )  # fmt: skip
     eval_batches = eval_batches_for(cfg, tokenizer, eval_set, d.rank, d.world)
+    test_batches = test_batches_for(cfg, tokenizer, eval_set, d.rank, d.world)
 
     if d.active:
         start = _broadcast_path(start)
@@ -161,40 +162,43 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         if step == 0:  # a resumed run keeps the record it was started with
             save_config(cfg, out.config)
         log.info(
-            "model %s: %.2fM parameters; %d training blocks (%d steps/epoch), %d eval sequences; %s",
-            cfg.model, count_parameters(model) / 1e6, len(train_set), steps_per_epoch(len(train_set), cfg.batch_size),
-            sum(len(b["input_ids"]) for b in eval_batches), f"resuming at step {step}" if step else "from step 0",
+            "model %s: %.2fM parameters; %d training blocks (%g steps/epoch), %d eval sequences%s; %s",
+            cfg.model, count_parameters(model) / 1e6, len(train_set), round(steps_per_epoch(len(train_set), cfg.batch_size, cfg.epoch_tail), 2),
+            sum(len(b["input_ids"]) for b in eval_batches), _test_note(test_batches), f"resuming at step {step}" if step else "from step 0",
         )  # fmt: skip
     return _Run(
         model, objective, optimizer, scheduler, collator, train_set, eval_set, eval_batches,
-        tokenizer, metrics, autocast(cfg, d.device), scaler, step, elapsed,
+        test_batches, tokenizer, metrics, autocast(cfg, d.device), scaler, step, elapsed,
     )  # fmt: skip
 
 
 def _blocks(cfg: TrainConfig, d: distributed.Dist, tokenizer: Any) -> tuple[Any, Any]:
-    """The (train, validation) blocks; at least one batch of training blocks."""
-    from femlm.data.blocks import build_blocks
-    from femlm.data.packing import VALIDATION_SPLIT_SEED
+    """The (train, evaluation) blocks; at least one batch of training blocks."""
+    from femlm.data.blocks import run_blocks
 
     if not d.main:
         d.barrier()  # rank 0 tokenises first; the others then read its cache
-    blocks = build_blocks(
-        cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
-        cfg.validation_fraction, seed=VALIDATION_SPLIT_SEED, progress=cfg.progress and d.main,
-    )  # fmt: skip
+    train, evaluation = run_blocks(cfg, tokenizer, progress=cfg.progress and d.main)
     if d.main:
         d.barrier()
     # Word ids only where the strategy reads them: every column read costs a list per row.
     wanted = ["input_ids"]
-    if cfg.strategy in WORD_LEVEL and "word_ids" in blocks["train"].column_names:
+    if cfg.strategy in WORD_LEVEL and "word_ids" in train.column_names:
         wanted.append("word_ids")
-    train_set = blocks["train"].select_columns(wanted)
+    train_set = train.select_columns(wanted)
     if len(train_set) < cfg.batch_size:
         raise FemlmError(
             f"the corpus has {len(train_set)} training blocks of {cfg.max_length} tokens, "
             f"fewer than one batch of {cfg.batch_size}; add text or lower --batch-size/--max-length"
         )
-    return train_set, blocks["validation"]
+    return train_set, evaluation
+
+
+def _test_note(test_batches: list[list[dict[str, Tensor]]]) -> str:
+    if not test_batches:
+        return ""
+    n = sum(len(b["input_ids"]) for b in test_batches[0])
+    return f" and {n} test sequences x {len(test_batches)} draws"
 
 
 def _restore(
@@ -253,11 +257,14 @@ def _bookkeeping(
     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
     if step % cfg.log_every == 0 or step == cfg.max_steps:
         metrics.write(step=step, loss=loss, lr=run.scheduler.get_last_lr()[0], tokens_per_s=rate)
-    epoch_end = bool(cfg.epochs) and step % steps_per_epoch(len(run.train_set), cfg.batch_size) == 0
+    n, b = len(run.train_set), cfg.batch_size
+    epoch_end = bool(cfg.epochs) and epochs_done(step, n, b, cfg.epoch_tail) > epochs_done(
+        step - 1, n, b, cfg.epoch_tail
+    )
     if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps or epoch_end:
         ev = evaluate(run.model, run.eval_batches, d, run.autocast)
         ppl = math.exp(min(ev, 50.0))
-        metrics.write(step=step, eval_loss=ev, eval_ppl=ppl, elapsed=run.elapsed)
+        metrics.write(step=step, eval_loss=ev, eval_ppl=ppl, elapsed=run.elapsed, **_test(d, run))
         if d.main:  # tqdm's write prints even where the bar is disabled
             bar.write(f"step {step}: eval loss {ev:.4f} (ppl {ppl:.1f})")
     if cfg.variance_every and step % cfg.variance_every == 0:
@@ -283,35 +290,33 @@ def _broadcast_path(path: Path | None) -> Path | None:
     return Path(box[0]) if box[0] else None
 
 
-def step_indices(n: int, batch_size: int, seed: int, step: int) -> tuple[int, list[int]]:
-    """(epoch, training-set indices) of the sequences of global step ``step``.
-
-    Each epoch is a fresh permutation keyed on (seed, epoch); the last
-    ``n % batch_size`` sequences of an epoch's order are not used in that epoch.
-    """
-    epoch, within = divmod(step, steps_per_epoch(n, batch_size))
-    perm = _epoch_order(n, seed, epoch)
-    return epoch, perm[within * batch_size : (within + 1) * batch_size].tolist()
-
-
-@functools.lru_cache(maxsize=2)
-def _epoch_order(n: int, seed: int, epoch: int) -> Tensor:
-    g = torch.Generator().manual_seed(int(mix_ints(seed, epoch)) & (2**63 - 1))
-    return torch.randperm(n, generator=g)
+def _test(d: distributed.Dist, run: _Run) -> dict[str, Any]:
+    """The test set's loss, the mean over its draws of positions, and each draw's."""
+    if not run.test_batches:
+        return {}
+    losses = [evaluate(run.model, draw, d, run.autocast) for draw in run.test_batches]
+    return {"test_loss": sum(losses) / len(losses), "test_losses": losses}
 
 
 def _micro_batches(
     cfg: TrainConfig, data: Any, collator: MaskingCollator, step: int, d: distributed.Dist
 ) -> Iterator[dict[str, Tensor]]:
-    epoch, indices = step_indices(len(data), cfg.batch_size, cfg.seed, step)
-    mine = indices[d.rank :: d.world]
-    collator.set_epoch(epoch)
+    rows = step_rows(len(data), cfg.batch_size, cfg.seed, step, cfg.epoch_tail)
+    mine = rows[d.rank :: d.world]
+    epochs = {epoch for epoch, _ in mine}
+    collator.set_epoch(min(epochs))
     size = len(mine) // cfg.grad_accum
     for k in range(cfg.grad_accum):
         chunk = mine[k * size : (k + 1) * size]
-        rows = data[chunk]  # input_ids, and word_ids when the strategy reads them
-        features = [{k: v[j] for k, v in rows.items()} for j in range(len(chunk))]
-        yield collator([f | {"example_index": i} for f, i in zip(features, chunk, strict=True)])
+        columns = data[
+            [i for _, i in chunk]
+        ]  # input_ids, and word_ids when the strategy reads them
+        features = [{key: v[j] for key, v in columns.items()} for j in range(len(chunk))]
+        for f, (epoch, i) in zip(features, chunk, strict=True):
+            f["example_index"] = i
+            if len(epochs) > 1:  # a step across an epoch's end: each row keys on its own
+                f["epoch"] = epoch
+        yield collator(features)
 
 
 def _variance(model: nn.Module, tokenizer: Any, eval_set: Any, cfg: TrainConfig) -> Any:
