@@ -20,6 +20,8 @@ def test_config_loads_states_needs_and_time_and_has_three_seeds(path):
     exp = load_experiment(path)  # raises on an unknown key or a bad run config
     header = "".join(line for line in path.read_text().splitlines(True) if line.startswith("#"))
     assert "Needs:" in header and "Time" in header, f"{path.name}: say what it needs and takes"
-    if path.stem not in SWEEPS:
+    if exp.tuning:  # a staged grid: selection stages run fewer seeds, the verdict 5+
+        assert len(exp.tuning["verdict_seeds"]) >= 5, f"{path.name}: a headline needs 5 seeds"
+    elif path.stem not in SWEEPS:
         few = {v: seeds_of(exp, v) for v in exp.runs if len(seeds_of(exp, v)) < 3}
         assert not few, f"{path.name}: comparisons need >= 3 seeds, not {few}"

@@ -42,7 +42,17 @@ class Experiment:
     finetune: dict[str, Any] | None = None
     variance: dict[str, Any] | None = None
     budget: str = ""
+    starts: list[str] = field(default_factory=list)
+    tuning: dict[str, list[int]] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+
+    def start_of(self, variant: str, seed: int) -> str | None:
+        """The model run ``seed`` of ``variant`` starts from: with ``starts`` given, seed
+        ``s`` takes ``starts[s mod len(starts)]`` (unless the variant names its own
+        model), so that seeds cross independently pre-trained starts; else None."""
+        if not self.starts or "model" in self.runs[variant]:
+            return None
+        return self.starts[seed % len(self.starts)]
 
 
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
@@ -87,6 +97,8 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Expe
         finetune=data.get("finetune"),
         variance=data.get("variance"),
         budget=str(data.get("budget", "")),
+        starts=[str(p) for p in data.get("starts", [])],
+        tuning=dict(data.get("tuning") or {}),
         source=raw,
     )
     for variant in exp.runs:
@@ -96,6 +108,8 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Expe
 
 def run_config(exp: Experiment, variant: str, seed: int) -> TrainConfig:
     values = {**exp.base, **exp.runs[variant], "seed": seed}
+    if start := exp.start_of(variant, seed):
+        values["model"] = start
     values["out_dir"] = str(run_dir(exp, variant, seed).root)
     if exp.tokenizer and "tokenizer" not in values:
         values["tokenizer"] = exp.tokenizer["output"]

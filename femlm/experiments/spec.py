@@ -18,7 +18,7 @@ from femlm.options import TokenizerOptions
 from femlm.schema import from_dict
 
 TOP_KEYS = ("name", "out_dir", "seeds", "base", "runs", "tokenizer", "finetune", "variance")
-TOP_KEYS += ("budget",)
+TOP_KEYS += ("budget", "starts", "tuning")
 RUNNER_KEYS = ("variants", "pretrain_seeds")
 
 
@@ -36,6 +36,17 @@ def check_spec(raw: dict[str, Any], where: str) -> None:
             fail(f"{key!r} should be text, got {raw[key]!r}")
     if "seeds" in raw:
         _int_list(raw["seeds"], "seeds", fail)
+    starts = raw.get("starts")
+    if starts is not None and (
+        not isinstance(starts, list) or not starts or not all(isinstance(s, str) for s in starts)
+    ):
+        fail(f"'starts' should be a list of model folders, got {starts!r}")
+    tuning = raw.get("tuning")
+    if tuning is not None:
+        if not isinstance(tuning, dict) or set(tuning) - {"select_seeds", "verdict_seeds"}:
+            fail(f"'tuning' takes select_seeds and verdict_seeds, got {tuning!r}")
+        for key, value in tuning.items():
+            _int_list(value, f"tuning.{key}", fail)
     for key in ("base", "tokenizer", "variance", "finetune"):
         if raw.get(key) is not None and not isinstance(raw[key], dict):
             fail(f"{key!r} should be a mapping of settings, got {raw[key]!r}")

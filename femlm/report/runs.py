@@ -23,10 +23,18 @@ class Run:
     variance: VarianceResult | None = None
     variance_steps: list[tuple[int, ProbeTerms]] = field(default_factory=list)  # --variance-every
     reevals: dict[str, dict] = field(default_factory=dict)  # `femlm evaluate` results
+    tests: list[tuple[int, float, list[float]]] = field(default_factory=list)  # (step, mean, draws)
 
     @property
     def final(self) -> float:
+        """The last dev loss (the validation split's, or the held-out corpus's dev blocks)."""
         return self.evals[-1][1]
+
+    @property
+    def test(self) -> float | None:
+        """The last test loss (the mean over its draws of positions), when the run has a
+        test set: what verdicts are judged on."""
+        return self.tests[-1][1] if self.tests else None
 
 
 def unfinished(run: RunDir) -> bool:
@@ -59,6 +67,9 @@ def _load_run(run_dir: RunDir) -> Run | None:
         return None
     unigram = next((r["unigram_loss"] for r in rows if "unigram_loss" in r), None)
     run = Run(run_dir.seed, evals, unigram)
+    run.tests = [
+        (r["step"], r["test_loss"], r.get("test_losses", [])) for r in rows if "test_loss" in r
+    ]
     probes = [(r["step"], ProbeTerms.from_row(r)) for r in rows]
     run.variance_steps = [(step, t) for step, t in probes if t is not None]
     run.finetune = {
