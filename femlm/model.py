@@ -269,7 +269,7 @@ def check_positions(model: nn.Module, max_length: int, where: str) -> None:
     )
 
 
-def _encoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+def encoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     """The encoder and the head that maps hidden states ``[..., H]`` to logits."""
     encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
     if encoder is None:
@@ -297,7 +297,7 @@ def mlm_loss_sum(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, in
     inputs = {
         k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
     }
-    parts = _encoder_and_head(model)
+    parts = encoder_and_head(model)
     if parts is None:  # unknown architecture: full logits, then select
         logits = model(**inputs).logits[where]
     else:

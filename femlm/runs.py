@@ -10,6 +10,7 @@ A pre-training run folder (``femlm pretrain --out-dir RUN``, or one
     timing.json              wall-clock seconds of the experiment runner
     variance/ variance.json  the end-of-run variance probe: plots, then results
     finetune-<task>.json     downstream fine-tuning results
+    finetune-checkpoints/    the same for every checkpoint (--checkpoints all)
     eval-mask<M>-random<R>.json  `femlm evaluate` re-scorings
     .lock                    held by the one process writing the folder
 
@@ -81,6 +82,11 @@ class RunDir:
     @property
     def lock(self) -> Path:
         return self.root / ".lock"
+
+    @property
+    def finetune_sweep(self) -> Path:
+        """``femlm finetune --checkpoints all``: one result per checkpoint and task."""
+        return self.root / "finetune-checkpoints"
 
     def finetune(self, task: str) -> Path:
         return self.root / f"finetune-{task}.json"

@@ -32,12 +32,18 @@ def setting(
     choices: tuple | None = None,
     repeatable: bool = False,
     bounds: Bounds | None = None,
+    affects_training: bool | None = None,
 ) -> Any:
     """A dataclass field with its help text, how it appears on the command line (a
-    list flag given twice keeps the last unless ``repeatable``) and the range of
-    numbers it accepts (checked by :func:`check_bounds`)."""
+    list flag given twice keeps the last unless ``repeatable``), the range of
+    numbers it accepts (checked by :func:`check_bounds`) and, for pre-training's
+    settings, whether it changes the run: ``affects_training=False`` marks a setting
+    that leaves the trained weights and the run's record as they are (where it runs,
+    how often it logs or saves, how a step is split into micro-batches, up to the
+    order of floating-point sums). Resuming may change only those, and fair pairs
+    ignore them (:func:`training_invariant`)."""
     meta = {"help": help, "positional": positional, "required": required, "choices": choices}
-    meta |= {"repeatable": repeatable, "bounds": bounds}
+    meta |= {"repeatable": repeatable, "bounds": bounds, "affects_training": affects_training}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -72,6 +78,13 @@ PROBABILITY = Bounds(0, 1)
 FRACTION = Bounds(0, 1, low_open=True, high_open=True)
 
 
+def training_invariant(cls: type) -> frozenset[str]:
+    """The fields of ``cls`` marked ``affects_training=False``."""
+    return frozenset(
+        f.name for f in dataclasses.fields(cls) if f.metadata.get("affects_training") is False
+    )
+
+
 def check_bounds(config: Any) -> None:
     """FemlmError naming the first field outside its choices or its :class:`Bounds`;
     every config dataclass calls it after construction, from files and flags alike."""
@@ -88,10 +101,11 @@ def check_bounds(config: Any) -> None:
             if (
                 isinstance(v, bool)
                 or not isinstance(v, int | float)
-                or math.isnan(v)
+                or not math.isfinite(v)
                 or v not in bounds
             ):
-                raise FemlmError(f"{f.name} must be {bounds}, got {value!r}")
+                finite = "a finite number " if isinstance(v, float) and not math.isfinite(v) else ""
+                raise FemlmError(f"{f.name} must be {finite}{bounds}, got {value!r}")
 
 
 class Checked:

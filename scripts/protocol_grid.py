@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from femlm.report.runs import load_runs, variant_settings  # noqa: E402
+from femlm.report.runs import load_runs  # noqa: E402
 from femlm.report.tuning import arms, cell_of, choose  # noqa: E402
 
 BATCH = 28
@@ -131,8 +131,7 @@ def bests(setting: str) -> dict[str, dict]:
     out = {}
     for name, values in spec["runs"].items():
         if VERDICT[0] in values.get("seeds", []):
-            out[name] = {k: v for k, v in variant_settings(spec, name).items() if k in values}
-            out[name].pop("seeds")
+            out[name] = {k: v for k, v in values.items() if k != "seeds"}
     return out
 
 

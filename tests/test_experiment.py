@@ -8,7 +8,7 @@ import pytest
 
 from femlm.cli import main
 from femlm.errors import FemlmError
-from femlm.experiments.grid import load_experiment
+from femlm.experiments.grid import load_experiment, run_config
 from femlm.report.stats import compare, steps_to_reach
 
 WORDS = "the a model token mask gradient sentence word view step data train loss noise".split()
@@ -146,7 +146,7 @@ def test_every_shipped_config_is_valid(monkeypatch):
 
     for path in configs:
         exp = load_experiment(path)
-        found = {arm_of({**exp.base, **v}) for v in exp.runs.values()}
+        found = {arm_of(run_config(exp, v, exp.seeds[0]).masking) for v in exp.runs}
         if not found & {*FULLY_EXPLORED, *ACROSS_EPOCHS}:
             continue  # a sweep of settings or models, or warm starts: no masking claim
         assert "standard" in found, f"{path.name}: a masking claim needs standard masking"

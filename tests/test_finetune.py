@@ -1,6 +1,7 @@
 """Fine-tuning: task files, splits, metrics, determinism and the loop on a separable task."""
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import random
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from femlm.errors import FemlmError
-from femlm.finetune.run import FinetuneConfig, finetune, format_table, macro_f1, seed_summary
+from femlm.finetune.results import FinetuneResult, Summary
+from femlm.finetune.run import FinetuneConfig, finetune, format_table, macro_f1
 from femlm.finetune.tasks import label_order, read_task_file, split_rows, subsample
 from femlm.schema import add_arguments, load_config
 
@@ -75,7 +77,8 @@ def test_learns_a_separable_task_and_writes_json(model_dir, tmp_path):
         assert set(run) >= {"test_macro_f1", "seconds"}
         assert run["test_accuracy"] > 0.8
     assert saved["test_accuracy"]["std"] is not None
-    assert result["test_macro_f1"] == saved["test_macro_f1"]
+    assert dataclasses.asdict(result.test_macro_f1) == saved["test_macro_f1"]
+    assert FinetuneResult.load(out).to_json() == saved  # the file reads back as its type
     assert "+-" in format_table(result) and not list(tmp_path.glob("*.tmp"))
 
 
@@ -83,8 +86,8 @@ def test_same_seed_gives_identical_numbers(model_dir, tmp_path):
     task = _write_jsonl(tmp_path / "task.jsonl", _rows(120))
     kw = dict(epochs=2, out=str(tmp_path / "r.json"))
     first, second = finetune(_cfg(model_dir, task, **kw)), finetune(_cfg(model_dir, task, **kw))
-    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in first["runs"]]
-    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in second["runs"]]
+    strip = [dataclasses.replace(r, seconds=0) for r in first.runs]
+    assert strip == [dataclasses.replace(r, seconds=0) for r in second.runs]
 
 
 def test_given_splits_csv_and_default_output(model_dir, tmp_path):
@@ -96,10 +99,10 @@ def test_given_splits_csv_and_default_output(model_dir, tmp_path):
         (folder / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     cfg = _cfg(model_dir, folder, text_field="sentence", label_field="y", epochs=1)
     result = finetune(cfg)
-    assert result["labels"] == ["7", "10"]  # integers sort as numbers
-    assert result["splits"] == {"train": 60, "dev": 10, "test": 10} and result["split"] == "given"
-    assert Path(result["out"]) == model_dir / "finetune-mytask.json"
-    assert result["test_accuracy"]["std"] is None  # one seed: no spread
+    assert result.labels == ["7", "10"]  # integers sort as numbers
+    assert result.splits == {"train": 60, "dev": 10, "test": 10} and result.split == "given"
+    assert Path(result.out) == model_dir / "finetune-mytask.json"
+    assert result.test_accuracy.std is None  # one seed: no spread
 
 
 def test_stratified_split_is_deterministic_and_stratified():
@@ -128,10 +131,8 @@ def test_macro_f1_by_hand():
     assert macro_f1([0, 0], [0, 1]) == pytest.approx(
         (2 / 3 + 0) / 2
     )  # predicted-only class scores 0
-    assert seed_summary([0.5, 0.7]) == {
-        "mean": pytest.approx(0.6),
-        "std": pytest.approx(0.1414213562),
-    }
+    summary = Summary.of([0.5, 0.7])
+    assert (summary.mean, summary.std) == (pytest.approx(0.6), pytest.approx(0.1414213562))
 
 
 def test_label_order():
@@ -199,15 +200,16 @@ def test_learning_rate_is_chosen_on_dev_of_the_first_seed(model_dir, tmp_path):
     result = finetune(
         _cfg(model_dir, task, seeds=[0, 1], lrs=[1e-7, 5e-3], out=str(tmp_path / "r.json"))
     )
-    assert result["lr"] == 5e-3 and result["config"]["lr"] == 5e-3
-    assert [t["lr"] for t in result["lr_search"]] == [1e-7, 5e-3]
-    low, high = (t["dev_accuracy"] for t in result["lr_search"])
+    assert result.lr == 5e-3 and result.config["lr"] == 5e-3
+    assert [t["lr"] for t in result.lr_search] == [1e-7, 5e-3]
+    low, high = (t["dev_accuracy"] for t in result.lr_search)
     assert high > 0.8 and low < high
-    assert [r["seed"] for r in result["runs"]] == [0, 1], "the winner's first-seed run is reused"
-    assert result["runs"][0]["dev_accuracy"] == high
+    assert [r.seed for r in result.runs] == [0, 1], "the winner's first-seed run is reused"
+    assert result.runs[0].dev_accuracy == high
     plain = finetune(_cfg(model_dir, task, seeds=[0, 1], out=str(tmp_path / "p.json")))
-    assert plain["runs"] == [
-        {**r, "seconds": p["seconds"]} for r, p in zip(result["runs"], plain["runs"], strict=True)
+    assert plain.runs == [
+        dataclasses.replace(r, seconds=p.seconds)
+        for r, p in zip(result.runs, plain.runs, strict=True)
     ], "choosing 5e-3 gives exactly the runs of lr=5e-3"
     assert "chosen on seed 0's dev accuracy" in format_table(result)
 
@@ -249,10 +251,10 @@ def test_early_stopping_follows_the_chosen_dev_metric(
     _scripted_predict(monkeypatch, ["majority", "mixed", "gold"])
     task = _imbalanced(tmp_path)
     result = finetune(_cfg(model_dir, task, epochs=2, metric=metric, out=str(tmp_path / "r.json")))
-    run = result["runs"][0]
-    assert result["metric"] == metric and run["best_epoch"] == epoch
-    assert run["dev_accuracy"] > 0.8 if epoch == 1 else run["dev_macro_f1"] > 0.6
-    assert run["test_accuracy"] == run["test_macro_f1"] == 1.0
+    run = result.runs[0]
+    assert result.metric == metric and run.best_epoch == epoch
+    assert run.dev_accuracy > 0.8 if epoch == 1 else run.dev_macro_f1 > 0.6
+    assert run.test_accuracy == run.test_macro_f1 == 1.0
     assert json.loads((tmp_path / "r.json").read_text())["metric"] == metric
     assert f"dev metric {metric}" in format_table(result)
 
@@ -265,8 +267,8 @@ def test_learning_rate_is_chosen_on_the_dev_metric(model_dir, tmp_path, monkeypa
         model_dir, task, epochs=1, lrs=[1e-3, 2e-3], metric=metric, out=str(tmp_path / "r.json")
     )
     result = finetune(cfg)
-    assert result["lr"] == lr
-    first, second = result["lr_search"]
+    assert result.lr == lr
+    first, second = result.lr_search
     assert first["dev_accuracy"] > second["dev_accuracy"]
     assert first["dev_macro_f1"] < second["dev_macro_f1"]
     name = "accuracy" if metric == "accuracy" else "macro-F1"
@@ -300,7 +302,7 @@ def test_a_preset_is_the_random_initialisation_baseline(model_dir, tmp_path):
         finetune(_cfg("tiny", task))
     cfg = _cfg("tiny", task, tokenizer=str(model_dir), out=str(tmp_path / "tiny.json"), epochs=1)
     result = finetune(cfg)
-    assert result["model"] == "tiny" and (tmp_path / "tiny.json").is_file()
+    assert result.model == "tiny" and (tmp_path / "tiny.json").is_file()
 
     # the preset's architecture (hidden 128, 2 layers), not the folder's model (hidden 32),
     # with weights drawn from the seed: same seed, same weights; another seed, others
@@ -377,7 +379,7 @@ def test_sentence_pairs_get_token_types_and_the_model_is_saved(model_dir, tmp_pa
     saved = tmp_path / "classifier"
     cfg = _cfg(model_dir, task, text_field="premise", text_pair_field="hypothesis")
     result = finetune(replace(cfg, save_model=str(saved), lrs=[5e-3, 1e-2], seeds=[0, 1]))
-    assert result["runs"][0]["test_accuracy"] > 0.8
+    assert result.runs[0].test_accuracy > 0.8
     assert sorted(p.name for p in saved.iterdir()) == ["seed-0", "seed-1"]  # candidates dropped
     model = AutoModelForSequenceClassification.from_pretrained(saved / "seed-0")
     tok = AutoTokenizer.from_pretrained(saved / "seed-0")

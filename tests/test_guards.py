@@ -163,7 +163,7 @@ def test_a_hand_edited_manifest_is_a_one_line_error(setup, interrupted, capsys):
     "flags, message",
     [
         (["--eval-sequences", "0"], "eval_sequences must be >= 1"),
-        (["--validation-fraction", "0"], "validation_fraction must be in (0, 1)"),
+        (["--validation-fraction", "1"], "validation_fraction must be in [0, 1)"),
         (["--variance-every", "-1"], "variance_every must be >= 0"),
         (["--save-every", "-1"], "save_every must be >= 0"),
         (["--eval-every", "-1"], "eval_every must be >= 0"),

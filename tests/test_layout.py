@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from femlm.cli import main
-from femlm.config import TrainConfig, VarianceConfig
+from femlm.config import TrainConfig
 from femlm.errors import FemlmError
 from femlm.schema import load_config
+from femlm.variance.config import VarianceConfig
 
 ROOT = Path(__file__).parent.parent / "femlm"
 
@@ -132,3 +133,38 @@ def test_only_bad_input_becomes_a_one_line_error(monkeypatch, capsys):
     monkeypatch.undo()
     assert main(["mask", "some text", "--rate", "1.5"]) == 2
     assert capsys.readouterr().err.startswith("femlm: error: rate must be in (0, 1)")
+
+
+def test_every_strategy_is_one_registry_entry_with_a_sampler_and_a_stable_key():
+    from femlm.masking import samplers
+    from femlm.masking.strategies import REGISTRY, STRATEGIES
+
+    assert set(samplers.SAMPLERS) == set(REGISTRY) and tuple(REGISTRY) == STRATEGIES
+    # The keys are part of every recorded variance probe: they never change or repeat.
+    keys = {name: s.key for name, s in REGISTRY.items()}
+    assert {k: keys[k] for k in list(keys)[:8]} == {
+        "random": 0, "random-bernoulli": 1, "whole-word": 2, "span": 3, "fully-explored": 4,
+        "fully-explored-contiguous": 5, "fully-explored-span": 6, "fully-explored-epochs": 7,
+    }  # fmt: skip
+    assert len(set(keys.values())) == len(keys)
+    for s in REGISTRY.values():  # a baseline is a one-view strategy of the registry
+        assert REGISTRY[s.baseline].family == "one-view"
+
+
+def test_every_pretraining_setting_says_whether_it_changes_the_run():
+    import dataclasses
+
+    from femlm.report.pairs import NOT_COMPARED
+    from femlm.schema import training_invariant
+    from femlm.train.resume import FREE_ON_RESUME
+
+    unmarked = [
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if not isinstance(f.metadata.get("affects_training"), bool)
+    ]
+    assert not unmarked, f"mark these with affects_training=True/False: {unmarked}"
+    free = training_invariant(TrainConfig)
+    assert free == FREE_ON_RESUME and free <= NOT_COMPARED  # one mark, both rules
+    assert {"out_dir", "threads", "report_to", "grad_accum", "variance_every"} <= free
+    assert not free & {"lr", "strategy", "data", "eval_sequences", "seed"}

@@ -44,8 +44,24 @@ def make_experiment(root, runs, finals, finetune=None):
             ]
             (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
             for task, results in (finetune or {}).get(variant, {}).items():
-                (folder / f"finetune-{task}.json").write_text(json.dumps(results[seed]))
+                (folder / f"finetune-{task}.json").write_text(
+                    json.dumps(complete(results[seed], task))
+                )
     return root
+
+
+def complete(result, task="sst2"):
+    """A fine-tuning result file with the fields a test leaves out filled in."""
+    runs = [
+        {"seed": i, "best_epoch": 1, "epochs_run": 1, "dev_accuracy": 0.5, "dev_macro_f1": 0.5,
+         "seconds": 1.0, **r}
+        for i, r in enumerate(result["runs"])
+    ]  # fmt: skip
+    return {
+        "task": task, "model": "m", "labels": ["a", "b"], "split": "given",
+        "splits": {"train": 1, "dev": 1, "test": 1}, "metric": "accuracy",
+        "lr_search": [], **result, "runs": runs,
+    }  # fmt: skip
 
 
 def finetune_result(accuracies, lr=None):
@@ -159,8 +175,8 @@ def test_views_of_variants_without_views():
     assert views_ablation({"runs": runs}, variants) == {"a": 7, "b": 3, "d": 3}
     # The base applies where a variant does not override it.
     assert views_ablation({"base": {"strategy": "random"}, "runs": runs}, variants) == {}
-    runs["f"] = {"views": 5, "mask_prob": 0.8}
-    cfg = {"base": {"mask_prob": 1.0}, "runs": runs}
+    runs["f"] = {"views": 5, "mask_prob": 0.8, "random_prob": 0.1}
+    cfg = {"base": {"mask_prob": 1.0, "random_prob": 0.0}, "runs": runs}
     assert views_ablation(cfg, dict.fromkeys(runs)) == {"d": 3, "f": 5}
     assert views_ablation({"runs": {"a": {}, "b": {"views": 7}}}, variants) == {}
 
@@ -235,7 +251,7 @@ def test_the_random_initialisation_reference_joins_the_downstream_table(tmp_path
     finetune = {k: {"sst2": [finetune_result([0.7])] * 3} for k in runs}
     root = make_experiment(tmp_path / "runs", runs, {k: FINALS[k] for k in runs}, finetune)
     reference = {"lr": 1e-3, "runs": [{"test_accuracy": a, "test_macro_f1": a} for a in (0.5, 0.6)]}
-    (root / "random-init-finetune-sst2.json").write_text(json.dumps(reference))
+    (root / "random-init-finetune-sst2.json").write_text(json.dumps(complete(reference)))
     table = section(write_report(root).read_text(), "Downstream")
     assert table_rows(table)["random initialisation"] == [
         "sst2", "0.550 ± 0.071 (n=2)", "0.550 ± 0.071 (n=2)", "1e-03"

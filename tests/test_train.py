@@ -274,7 +274,7 @@ def test_the_training_probe_measures_what_trained_and_femlm_variance_agrees(
     # round gave the probe K = 2. Both probes read K and the split from the run, and
     # draw the same validation sequences for the same seed; --seed only moves the pick.
     import femlm.variance.analyser as analyser
-    from femlm.config import VarianceConfig
+    from femlm.variance.config import VarianceConfig
     from femlm.variance.probe import probe_config
 
     seen = []

@@ -205,8 +205,8 @@ def test_random_masking_does_not_read_word_ids(wordpiece, docs, tmp_path):
 
 
 def test_the_variance_probe_masks_words(wordpiece, docs, monkeypatch):
-    from femlm.config import VarianceConfig
     from femlm.variance import analyser
+    from femlm.variance.config import VarianceConfig
 
     seen = []
     draw = analyser.draw_views

@@ -145,7 +145,7 @@ def _pretrain(exp: Experiment) -> None:
     prepare_experiment(exp)  # the tokenizer and experiment.json, once for both processes
     root = ExperimentDir(exp.out_dir).root
     spec = root / "demo-experiment.json"
-    spec.write_text(json.dumps(_as_file(exp), indent=2) + "\n")
+    spec.write_text(json.dumps(exp.to_json(), indent=2) + "\n")
     procs = {}
     for s in exp.seeds:
         command = [sys.executable, "-m", "femlm", "experiment", str(spec), "--seeds", str(s)]
@@ -175,19 +175,10 @@ def _watch(exp: Experiment, procs: dict[int, subprocess.Popen]) -> None:
             said = time.time()
 
 
-def _as_file(exp: Experiment) -> dict:
-    """The grid as an experiment file, so that the seed processes run exactly it."""
-    return {
-        "name": exp.name, "out_dir": str(exp.out_dir), "seeds": exp.seeds, "base": exp.base,
-        "runs": exp.runs, "tokenizer": exp.tokenizer, "finetune": exp.finetune,
-        "variance": exp.variance,
-    }  # fmt: skip
-
-
 def _random_init_reference(exp: Experiment) -> Path:
     """The fine-tuning recipe on the preset's random initialisation (same tokenizer)."""
-    from femlm.config import FinetuneConfig
     from femlm.experiments.spec import RUNNER_KEYS
+    from femlm.finetune.config import FinetuneConfig
     from femlm.finetune.run import finetune
     from femlm.schema import from_dict
 

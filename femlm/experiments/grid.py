@@ -10,6 +10,7 @@ checkpoint, so re-running the same command finishes the grid.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from femlm.config import TrainConfig, check_config
+from femlm.config import InputSettings, ReplacementSettings, TrainConfig, check_config
 from femlm.errors import FemlmError
 from femlm.experiments.spec import RUNNER_KEYS, check_spec
 from femlm.files import cache_root, write_json
@@ -54,6 +55,47 @@ class Experiment:
             return None
         return self.starts[seed % len(self.starts)]
 
+    def to_json(self) -> dict[str, Any]:
+        """The experiment as a file would give it: :meth:`from_json` reads it back."""
+        runs = {
+            name: {
+                **settings,
+                **({"seeds": self.run_seeds[name]} if name in self.run_seeds else {}),
+            }
+            for name, settings in self.runs.items()
+        }
+        data: dict[str, Any] = {
+            "name": self.name, "out_dir": str(self.out_dir), "seeds": self.seeds,
+            "base": self.base, "runs": runs, "tokenizer": self.tokenizer,
+            "finetune": self.finetune, "variance": self.variance,
+        }  # fmt: skip
+        optional = {"budget": self.budget, "starts": self.starts, "tuning": self.tuning}
+        return data | {k: v for k, v in optional.items() if v}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], default_name: str = "experiment") -> Experiment:
+        """An experiment file's mapping (checked by :func:`check_spec` first), with
+        ``~`` and ``$VARS`` expanded; ``source`` keeps it as given."""
+        data = expand(raw)
+        runs = {str(k): dict(v or {}) for k, v in data["runs"].items()}
+        # A variant may name its own seeds (e.g. fewer for an added comparison).
+        run_seeds = {k: [int(s) for s in v.pop("seeds")] for k, v in runs.items() if "seeds" in v}
+        return cls(
+            name=str(data.get("name", default_name)),
+            out_dir=Path(data.get("out_dir", f"runs/{default_name}")),
+            seeds=[int(s) for s in data.get("seeds", [0])],
+            base=dict(data.get("base") or {}),
+            runs=runs,
+            run_seeds=run_seeds,
+            tokenizer=data.get("tokenizer"),
+            finetune=data.get("finetune"),
+            variance=data.get("variance"),
+            budget=str(data.get("budget", "")),
+            starts=[str(p) for p in data.get("starts", [])],
+            tuning=dict(data.get("tuning") or {}),
+            source=raw,
+        )
+
 
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
@@ -82,25 +124,9 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Expe
     """Parse and validate an experiment YAML/JSON file (every run config is checked up front)."""
     raw = read_config_file(str(path))
     check_spec(raw, str(path))
-    data = expand(raw)
-    runs = {str(k): dict(v or {}) for k, v in data["runs"].items()}
-    # A variant may name its own seeds (e.g. fewer for an added comparison).
-    run_seeds = {k: [int(s) for s in v.pop("seeds")] for k, v in runs.items() if "seeds" in v}
-    exp = Experiment(
-        name=str(data.get("name", Path(path).stem)),
-        out_dir=Path(out_dir or data.get("out_dir", f"runs/{Path(path).stem}")),
-        seeds=[int(s) for s in data.get("seeds", [0])],
-        base=dict(data.get("base", {})),
-        runs=runs,
-        run_seeds=run_seeds,
-        tokenizer=data.get("tokenizer"),
-        finetune=data.get("finetune"),
-        variance=data.get("variance"),
-        budget=str(data.get("budget", "")),
-        starts=[str(p) for p in data.get("starts", [])],
-        tuning=dict(data.get("tuning") or {}),
-        source=raw,
-    )
+    exp = Experiment.from_json(raw, default_name=Path(path).stem)
+    if out_dir:
+        exp.out_dir = Path(out_dir)
     for variant in exp.runs:
         run_config(exp, variant, exp.seeds[0])  # raises on unknown keys or bad types
     return exp
@@ -217,13 +243,13 @@ def _variance_once(exp: Experiment, folder: RunDir | Path) -> None:
     from femlm.variance.analyser import VarianceConfig, run_variance
 
     spec = {k: v for k, v in exp.variance.items() if k not in RUNNER_KEYS}
-    # Probe the run's own validation blocks with the run's replacement policy
-    # (80/10/10 or all [MASK]) unless the spec says otherwise.
+    # Probe the run's own held-out blocks with the run's replacement policy (80/10/10
+    # or all [MASK]) unless the spec says otherwise; the model's folder holds its
+    # tokenizer. A grid split between processes keeps its threads.
     trained = load_config(TrainConfig, str(folder.config))
-    keys = ("data", "cache_dir", "max_length", "text_field", "mask_prob", "random_prob")
-    keys += ("validation_fraction",)  # the run's split: probe documents it held out
-    keys += ("threads", "progress")  # a grid split between processes keeps its threads
-    shared = {k: getattr(trained, k) for k in keys}
+    keys = {f.name for f in dataclasses.fields(InputSettings)} - {"model", "tokenizer"}
+    keys |= {f.name for f in dataclasses.fields(ReplacementSettings)} | {"threads", "progress"}
+    shared = {k: getattr(trained, k) for k in sorted(keys)}
     values = {**shared, **spec, "model": str(folder.final), "out_dir": str(folder.variance_dir)}
     result = run_variance(from_dict(VarianceConfig, values))
     write_json(result.to_json(), target)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from femlm.config import FinetuneConfig, VarianceConfig
 from femlm.errors import FemlmError
+from femlm.finetune.config import FinetuneConfig
 from femlm.options import TokenizerOptions
 from femlm.schema import from_dict
+from femlm.variance.config import VarianceConfig
 
 TOP_KEYS = ("name", "out_dir", "seeds", "base", "runs", "tokenizer", "finetune", "variance")
 TOP_KEYS += ("budget", "starts", "tuning")

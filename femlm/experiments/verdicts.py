@@ -7,10 +7,11 @@ Every number comes from the report's own sources (``metrics.jsonl``,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from femlm.report.runs import Run, load_runs, read_config, variant_settings
+from femlm.finetune.results import FinetuneResult
+from femlm.report.pairs import Roles, roles
+from femlm.report.runs import Run, load_runs, pick_baseline, read_config, variant_spec
 from femlm.report.stats import finals, mean_std, t_test
 from femlm.report.variance import step_variance
 from femlm.runs import ExperimentDir
@@ -25,22 +26,23 @@ def _verdict(variants: dict[str, list[Run]], a: str, b: str) -> str:
     return f"{a} vs {b}: {WORDS[v.outcome]} ({v.text()})"
 
 
-def _variance_lines(variants: dict[str, list[Run]], folder: Path) -> list[str]:
-    probed = next((r for r in variants.get("fully-explored", []) if r.variance), None)
+def _variance_lines(variants: dict[str, list[Run]], cfg: dict, who: Roles) -> list[str]:
+    probed = next((r for r in variants.get(who.fe or "", []) if r.variance), None)
     if probed is None:
         return []
-    result, cfg = probed.variance, read_config(folder)
+    result = probed.variance
     lines = []
-    fe = result.terms("fully-explored")
+    fe = result.terms(variant_spec(cfg, who.fe).strategy)
     if fe is not None:
         lines.append(
-            f"mask variance, fully-explored / independent views (seed {probed.seed}): "
+            f"mask variance, {who.fe} / independent views (seed {probed.seed}): "
             f"{fe.ratio.show()}: disjoint masks {'cut' if fe.ratio.high < 1 else 'did not surely cut'} the mask noise"
         )
     implied = {
         name: e.value
         for name in variants
-        if (e := step_variance(result, variant_settings(cfg, name))) is not None
+        if name in (cfg.get("runs") or {})
+        and (e := step_variance(result, variant_spec(cfg, name))) is not None
     }
     if len(implied) >= 2:
         predicted = sorted(implied, key=implied.get)
@@ -62,14 +64,13 @@ def _downstream(folder: Path, reference: Path | None) -> list[str]:
     if not tuned or reference is None or not reference.is_file():
         return []
     variant, run, path = tuned[0]
-    a, b = json.loads(path.read_text()), json.loads(reference.read_text())
-    metric = a.get("metric", "accuracy")
-    key = f"test_{metric}"
+    a, b = FinetuneResult.load(path), FinetuneResult.load(reference)
+    metric = a.metric
     who = f"{variant} seed {run.seed}"
     return [
-        f"downstream ({a['task']}, test {metric}, {len(a['runs'])} fine-tuning seed(s)): "
-        f"pre-trained ({who}) {a[key]['mean']:.3f} vs random initialisation {b[key]['mean']:.3f}, "
-        "same recipe"
+        f"downstream ({a.task}, test {metric}, {len(a.runs)} fine-tuning seed(s)): "
+        f"pre-trained ({who}) {a.test(metric).mean:.3f} vs random initialisation "
+        f"{b.test(metric).mean:.3f}, same recipe"
     ]
 
 
@@ -99,10 +100,14 @@ def final_screen(folder: str | Path, reference: Path | None, report: Path) -> st
                 else "still near the plateau, so the verdicts say little"
             )
         )
+    cfg = read_config(folder)
+    who = roles(cfg, variants, pick_baseline(cfg, variants))
     lines += ["", "verdicts (paired t-test over seeds; few seeds settle little):"]
-    for a, b in (("fully-explored", "standard"), ("fully-explored", "random-K")):
-        if text := _verdict(variants, a, b):
+    for a, b in ((who.fe, pick_baseline(cfg, variants)), (who.fe, who.random_k)):
+        if a and b and (text := _verdict(variants, a, b)):
             lines.append(f"  {text}")
-    lines += [f"  {x}" for x in _variance_lines(variants, folder) + _downstream(folder, reference)]
+    lines += [
+        f"  {x}" for x in _variance_lines(variants, cfg, who) + _downstream(folder, reference)
+    ]
     lines += ["", f"report with plots: {report}", "5-seed verdicts: docs/results.md"]
     return "\n".join(lines)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-
 
 def accuracy(gold: list[int], pred: list[int]) -> float:
     return sum(g == p for g, p in zip(gold, pred, strict=True)) / max(1, len(gold))
@@ -29,9 +27,3 @@ METRICS = ("accuracy", "macro_f1")
 def dev_scores(gold: list[int], pred: list[int]) -> dict[str, float]:
     """Every metric ``FinetuneConfig.metric`` can name, keyed by that name."""
     return {"accuracy": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred)}
-
-
-def seed_summary(values: list[float]) -> dict[str, float | None]:
-    """``{"mean", "std"}`` for the JSON output (sample std, ddof=1; None from a single seed)."""
-    std = statistics.stdev(values) if len(values) >= 2 else None
-    return {"mean": statistics.fmean(values), "std": std}

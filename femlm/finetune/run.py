@@ -22,11 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from femlm.config import FinetuneConfig
 from femlm.corpora.fetch import TASKS
 from femlm.errors import FemlmError
 from femlm.files import write_json
-from femlm.finetune.metrics import accuracy, dev_scores, macro_f1, seed_summary
+from femlm.finetune.config import FinetuneConfig
+from femlm.finetune.metrics import accuracy, dev_scores, macro_f1
+from femlm.finetune.results import FinetuneResult, SeedRun
 from femlm.finetune.tasks import PAIR_SEP, Row, label_order, load_task, subsample
 from femlm.model import (
     PRESETS,
@@ -39,9 +40,11 @@ from femlm.model import (
     preset_config,
     quiet_transformers,
     set_dropout,
+    tokenizer_source,
     uses_token_types,
 )
 from femlm.runs import RunDir
+from femlm.train.optim import adamw, warmup_then
 
 log = logging.getLogger("femlm")
 CLIP_GRAD = 1.0
@@ -130,18 +133,9 @@ def predict(model: nn.Module, data: list, pad_id: int, device: torch.device) -> 
 
 def _optimizer(model: nn.Module, cfg: FinetuneConfig, total: int) -> tuple[Any, Any]:
     """AdamW with linear warm-up then linear decay to zero at the last possible step."""
-    # No weight decay on biases and LayerNorm weights, as in pre-training.
-    groups: list[dict] = [{"params": [], "weight_decay": cfg.weight_decay}]
-    groups.append({"params": [], "weight_decay": 0.0})
-    for name, p in model.named_parameters():
-        groups[p.dim() < 2 or "LayerNorm" in name]["params"].append(p)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay)
     warm = max(1, round(cfg.warmup_ratio * total))
-
-    def factor(step: int) -> float:
-        return (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then(warm, total))
 
 
 def _train_epoch(model: nn.Module, batches: Any, optimizer: Any, scheduler: Any, bar: Any) -> None:
@@ -164,7 +158,7 @@ def _run_seed(
     labels: list,
     tokenizer: Any,
     keep: Path | None = None,
-) -> dict:
+) -> SeedRun:
     """One fine-tuning run: train with early stopping on dev, then score test; ``keep``:
     save the best state there (HF layout, with the tokenizer)."""
     start, device = time.perf_counter(), pick_device(cfg.device)
@@ -195,19 +189,19 @@ def _run_seed(
     if keep is not None:
         _save_classifier(model, tokenizer, keep)
     gold, pred = [y for _, y in data["test"]], predict(model, data["test"], pad, device)
-    return {
-        "seed": seed, "best_epoch": best_epoch, "epochs_run": epoch,
-        "dev_accuracy": best_dev["accuracy"], "dev_macro_f1": best_dev["macro_f1"],
-        "test_accuracy": accuracy(gold, pred), "test_macro_f1": macro_f1(gold, pred),
-        "seconds": round(time.perf_counter() - start, 2),
-    }  # fmt: skip
+    return SeedRun(
+        seed=seed, best_epoch=best_epoch, epochs_run=epoch,
+        dev_accuracy=best_dev["accuracy"], dev_macro_f1=best_dev["macro_f1"],
+        test_accuracy=accuracy(gold, pred), test_macro_f1=macro_f1(gold, pred),
+        seconds=round(time.perf_counter() - start, 2),
+    )  # fmt: skip
 
 
 def _progress(cfg: FinetuneConfig, total: int, seed: int) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, disable=not cfg.progress, desc=f"finetune {_task_name(cfg)} seed {seed} lr {cfg.lr:.0e}",
+        total=total, disable=not cfg.progress, desc=f"finetune {task_name(cfg)} seed {seed} lr {cfg.lr:.0e}",
         unit="step", dynamic_ncols=True,
     )  # fmt: skip
 
@@ -231,12 +225,12 @@ def _check(cfg: FinetuneConfig) -> None:
         raise FemlmError(f"--out {cfg.out} is a folder; give the path of the JSON file to write")
 
 
-def _task_name(cfg: FinetuneConfig) -> str:
+def task_name(cfg: FinetuneConfig) -> str:
     name = cfg.task if cfg.task in TASKS else Path(cfg.task or "task").stem
     return re.sub(r"[^\w.-]+", "_", name)
 
 
-def finetune(cfg: FinetuneConfig) -> dict:
+def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     """Fine-tune ``cfg.model`` on ``cfg.task`` once per seed; write and return the result."""
     from femlm.data.tokenizer import load_tokenizer
 
@@ -246,7 +240,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     splits, how = load_task(cfg)
     splits["train"] = subsample(splits["train"], cfg.max_train_examples)
     labels = label_order({y for _, y in splits["train"]})
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    tokenizer = load_tokenizer(tokenizer_source(cfg.tokenizer, cfg.model))
     if tokenizer.pad_token_id is None:
         raise FemlmError("the tokenizer has no padding token; batches need one")
     ids = {y: i for i, y in enumerate(labels)}
@@ -256,17 +250,14 @@ def finetune(cfg: FinetuneConfig) -> dict:
     runs = [first] + [
         _run_seed(cfg, seed, data, labels, tokenizer, _keep(cfg, seed)) for seed in cfg.seeds[1:]
     ]
-    result = {
-        "task": cfg.task, "model": cfg.model, "labels": labels, "split": how,
-        "splits": {s: len(rows) for s, rows in splits.items()},
-        "metric": cfg.metric, "lr": cfg.lr, "lr_search": search, "runs": runs,
-        "test_accuracy": seed_summary([r["test_accuracy"] for r in runs]),
-        "test_macro_f1": seed_summary([r["test_macro_f1"] for r in runs]),
-        "config": asdict(cfg),
-    }  # fmt: skip
-    out = Path(cfg.out) if cfg.out else RunDir(cfg.model).finetune(_task_name(cfg))
-    write_json(result, out)
-    result["out"] = str(out)
+    result = FinetuneResult(
+        task=cfg.task, model=cfg.model, labels=labels, split=how,
+        splits={s: len(rows) for s, rows in splits.items()}, metric=cfg.metric, lr=cfg.lr,
+        lr_search=search, runs=runs, config=asdict(cfg),
+    )  # fmt: skip
+    out = Path(cfg.out) if cfg.out else RunDir(cfg.model).finetune(task_name(cfg))
+    write_json(result.to_json(), out)
+    result.out = str(out)
     return result
 
 
@@ -278,19 +269,25 @@ def _search_lr(cfg: FinetuneConfig, data: dict, labels: list, tokenizer: Any) ->
     never looked at, so the choice cannot leak test information. Ties keep the
     earlier candidate.
     """
-    first, key = cfg.seeds[0], f"dev_{cfg.metric}"
+    first = cfg.seeds[0]
     if not cfg.lrs:
         return cfg.lr, _run_seed(cfg, first, data, labels, tokenizer, _keep(cfg, first)), []
     tried = []
     for i, lr in enumerate(cfg.lrs):
         keep = _keep(cfg, first, f".lr-{i}")  # the chosen candidate's model is moved in below
         tried.append(_run_seed(replace(cfg, lr=lr), first, data, labels, tokenizer, keep))
-        log.info("lr %.0e: %s %.4f (seed %d)", lr, key.replace("_", " "), tried[-1][key], first)
-    best = max(range(len(tried)), key=lambda i: (tried[i][key], -i))
+        log.info(
+            "lr %.0e: dev %s %.4f (seed %d)",
+            lr,
+            cfg.metric.replace("_", " "),
+            tried[-1].dev(cfg.metric),
+            first,
+        )
+    best = max(range(len(tried)), key=lambda i: (tried[i].dev(cfg.metric), -i))
     if cfg.save_model:
         _publish_candidate(Path(cfg.save_model), best, first, len(cfg.lrs))
     search = [
-        {"lr": lr, "dev_accuracy": r["dev_accuracy"], "dev_macro_f1": r["dev_macro_f1"]}
+        {"lr": lr, "dev_accuracy": r.dev_accuracy, "dev_macro_f1": r.dev_macro_f1}
         for lr, r in zip(cfg.lrs, tried, strict=True)
     ]
     return cfg.lrs[best], tried[best], search
@@ -325,36 +322,30 @@ def _publish_candidate(root: Path, best: int, seed: int, candidates: int) -> Non
         shutil.rmtree(root / f".lr-{i}", ignore_errors=True)
 
 
-def format_table(result: dict) -> str:
+def format_table(result: FinetuneResult) -> str:
     """A short plain-text table of the per-seed scores and their mean +- std."""
-    s, metric = result["splits"], result.get("metric", "accuracy")
+    s, metric = result.splits, result.metric
     lines = [
-        f"{result['task']}: {len(result['labels'])} labels, train {s['train']} / dev {s['dev']}"
-        f" / test {s['test']}; model {result['model']}; dev metric {metric}",
+        f"{result.task}: {len(result.labels)} labels, train {s['train']} / dev {s['dev']}"
+        f" / test {s['test']}; model {result.model}; dev metric {metric}",
         f"{'seed':>6} {'epoch':>5} {'dev acc':>8} {'dev F1':>8} {'test acc':>8} {'test F1':>8}"
         f" {'seconds':>8}",
     ]
-    for r in result["runs"]:
-        dev_f1 = r.get("dev_macro_f1")  # absent from results written before the metric setting
+    for r in result.runs:
+        dev_f1 = "n/a" if r.dev_macro_f1 is None else f"{r.dev_macro_f1:.4f}"
         lines.append(
-            f"{r['seed']:>6} {r['best_epoch']:>5} {r['dev_accuracy']:>8.4f} "
-            f"{'n/a' if dev_f1 is None else f'{dev_f1:.4f}':>8} "
-            f"{r['test_accuracy']:>8.4f} {r['test_macro_f1']:>8.4f} {r['seconds']:>8.1f}"
+            f"{r.seed:>6} {r.best_epoch:>5} {r.dev_accuracy:>8.4f} {dev_f1:>8} "
+            f"{r.test_accuracy:>8.4f} {r.test_macro_f1:>8.4f} {r.seconds:>8.1f}"
         )
-    acc, f1 = result["test_accuracy"], result["test_macro_f1"]
-    if result.get("lr_search"):
+    if result.lr_search:
         key = f"dev_{metric}"
-        tried = ", ".join(f"{t['lr']:.0e}: {t[key]:.4f}" for t in result["lr_search"])
+        tried = ", ".join(f"{t['lr']:.0e}: {t[key]:.4f}" for t in result.lr_search)
         name = "accuracy" if metric == "accuracy" else "macro-F1"
         lines.append(
-            f"lr {result['lr']:.0e} chosen on seed {result['runs'][0]['seed']}'s dev {name} ({tried})"
+            f"lr {result.lr:.0e} chosen on seed {result.runs[0].seed}'s dev {name} ({tried})"
         )
-    lines.append(f"test accuracy {_pm(acc)}, macro-F1 {_pm(f1)} over {len(result['runs'])} seed(s)")
-    if "out" in result:
-        lines.append(f"saved to {result['out']}")
+    acc, f1 = result.test_accuracy.show(), result.test_macro_f1.show()
+    lines.append(f"test accuracy {acc}, macro-F1 {f1} over {len(result.runs)} seed(s)")
+    if result.out:
+        lines.append(f"saved to {result.out}")
     return "\n".join(lines)
-
-
-def _pm(stat: dict) -> str:
-    std = "n/a" if stat["std"] is None else f"{stat['std']:.4f}"
-    return f"{stat['mean']:.4f} +- {std}"

@@ -10,17 +10,20 @@ seeds, dev-chosen learning rate) on each ``RUN/checkpoints/step-*`` and writes
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from femlm.config import FinetuneConfig
+from femlm.config import TrainConfig
 from femlm.errors import FemlmError
 from femlm.files import write_json
+from femlm.finetune.config import FinetuneConfig
+from femlm.finetune.results import Summary
+from femlm.model import tokenizer_source
 from femlm.runs import RunDir
+from femlm.schema import load_config
 
 log = logging.getLogger("femlm")
-SWEEP_DIR = "finetune-checkpoints"
 
 
 def checkpoint_steps(run: RunDir) -> list[tuple[int, Path]]:
@@ -49,15 +52,13 @@ def _tokenizer_of(cfg: FinetuneConfig, run: RunDir) -> str:
         return cfg.tokenizer
     if run.final.is_dir():
         return str(run.final)
-    import json
-
-    saved = json.loads(run.config.read_text(encoding="utf-8"))
-    return saved.get("tokenizer") or saved["model"]
+    saved = load_config(TrainConfig, str(run.config))
+    return tokenizer_source(saved.tokenizer, saved.model)
 
 
 def finetune_checkpoints(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune each checkpoint of the run ``cfg.model``; write and return the curve."""
-    from femlm.finetune.run import _task_name, finetune
+    from femlm.finetune.run import finetune, task_name
 
     if cfg.checkpoints != "all":
         raise FemlmError(f"--checkpoints takes 'all', got {cfg.checkpoints!r}")
@@ -67,8 +68,8 @@ def finetune_checkpoints(cfg: FinetuneConfig) -> dict[str, Any]:
             f"--checkpoints all needs --model to be a pre-training run folder "
             f"(holding {run.config.name}), got {cfg.model!r}"
         )
-    task, steps = _task_name(cfg), checkpoint_steps(run)
-    folder = run.root / SWEEP_DIR
+    task, steps = task_name(cfg), checkpoint_steps(run)
+    folder = run.finetune_sweep
     tokenizer = _tokenizer_of(cfg, run)
     points = []
     for step, path in steps:
@@ -78,8 +79,8 @@ def finetune_checkpoints(cfg: FinetuneConfig) -> dict[str, Any]:
         one = replace(cfg, model=str(path), tokenizer=tokenizer, checkpoints=None)
         result = finetune(replace(one, out=str(out), save_model=keep))
         points.append({
-            "step": step, "lr": result["lr"], "test_accuracy": result["test_accuracy"],
-            "test_macro_f1": result["test_macro_f1"], "result": str(out.relative_to(folder)),
+            "step": step, "lr": result.lr, "test_accuracy": asdict(result.test_accuracy),
+            "test_macro_f1": asdict(result.test_macro_f1), "result": str(out.relative_to(folder)),
         })  # fmt: skip
     curve = {"task": cfg.task, "run": str(run.root), "metric": cfg.metric, "points": points}
     write_json(curve, folder / f"{task}.json")
@@ -91,10 +92,10 @@ def finetune_checkpoints(cfg: FinetuneConfig) -> dict[str, Any]:
 def plot_curve(curve: dict[str, Any], path: Path) -> Path | None:
     """Test accuracy (mean +- std over seeds) against pre-training steps; None without
     matplotlib (an optional extra)."""
-    from femlm.report.plots import _pyplot, _save
+    from femlm.report.plots import pyplot, save_figure
 
     try:
-        plt = _pyplot()
+        plt = pyplot()
     except ImportError:
         return None
     steps = [p["step"] for p in curve["points"]]
@@ -106,18 +107,17 @@ def plot_curve(curve: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel("pre-training step")
     ax.set_ylabel(f"test score on {curve['task']}")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def format_curve(curve: dict[str, Any]) -> str:
     """One line per checkpoint: step, learning rate, test accuracy and macro-F1."""
-    from femlm.finetune.run import _pm
 
     lines = [f"{curve['task']} after each checkpoint of {curve['run']}"]
     lines.append(f"{'step':>8} {'lr':>7}  test accuracy          macro-F1")
     for p in curve["points"]:
         lines.append(
-            f"{p['step']:>8} {p['lr']:>7.0e}  {_pm(p['test_accuracy']):22s} {_pm(p['test_macro_f1'])}"
+            f"{p['step']:>8} {p['lr']:>7.0e}  {Summary(**p['test_accuracy']).show():22s} {Summary(**p['test_macro_f1']).show()}"
         )
     lines.append(f"saved to {curve['out']}" + (f" and {curve['plot']}" if curve["plot"] else ""))
     return "\n".join(lines)

@@ -31,8 +31,9 @@ import torch
 from torch import Tensor
 
 from femlm.masking.keyed import KeyedGenerator, mix, mix_ints
-from femlm.masking.samplers import apply_replacement, sample_masks
-from femlm.masking.strategies import WORD_LEVEL, cycle_of, resolve_views_rate, step_views
+from femlm.masking.replacement import apply_replacement
+from femlm.masking.samplers import sample_masks
+from femlm.masking.strategies import MaskingSpec
 
 # Distinct streams so the mask draws and replacement draws never coincide.
 _MASK_STREAM = 1
@@ -54,6 +55,7 @@ class MaskingCollator:
         return_view_info: add ``sequence_index`` and ``view_index`` (off by default:
             ``Trainer`` passes every key of the batch to ``forward``, which on
             transformers 4 rejects them).
+        spec: a resolved :class:`MaskingSpec` instead of the five masking arguments.
     """
 
     def __init__(
@@ -68,21 +70,16 @@ class MaskingCollator:
         pad_to_multiple_of: int | None = None,
         index_key: str = "example_index",
         return_view_info: bool = False,
+        spec: MaskingSpec | None = None,
     ) -> None:
-        self.views, self.rate = resolve_views_rate(strategy, views, rate)
+        self.spec = spec or MaskingSpec.resolve(strategy, views, rate, mask_prob, random_prob)
         if tokenizer.mask_token_id is None:
             raise ValueError("the tokenizer has no mask token; masked-LM training needs one")
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token first")
-        if mask_prob < 0 or random_prob < 0 or mask_prob + random_prob > 1:
-            raise ValueError(
-                f"mask_prob={mask_prob} and random_prob={random_prob} must be >= 0 and sum to <= 1"
-            )
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of must be positive, got {pad_to_multiple_of}")
         self.tokenizer = tokenizer
-        self.strategy = strategy
-        self.mask_prob, self.random_prob = mask_prob, random_prob
         self.seed, self.epoch = seed, 0
         self.pad_to_multiple_of = pad_to_multiple_of
         self.index_key = index_key
@@ -92,6 +89,26 @@ class MaskingCollator:
         self.vocab_size = len(tokenizer)
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         self._words: Any = None  # the tokenizer's word tables, built on first need
+
+    @property
+    def strategy(self) -> str:
+        return self.spec.strategy
+
+    @property
+    def views(self) -> int:
+        return self.spec.views
+
+    @property
+    def rate(self) -> float:
+        return self.spec.rate
+
+    @property
+    def mask_prob(self) -> float:
+        return self.spec.mask_prob
+
+    @property
+    def random_prob(self) -> float:
+        return self.spec.random_prob
 
     def set_epoch(self, epoch: int) -> None:
         """Key the next batches' masks on ``epoch``."""
@@ -131,7 +148,7 @@ class MaskingCollator:
         else:
             index = content_hash(ids, lengths)
         epoch = self.row_epochs(features)
-        return mix_ints(self.seed, cycle_of(self.strategy, self.views, epoch), index)
+        return mix_ints(self.seed, self.spec.cycle_of(epoch), index)
 
     def row_epochs(self, features: Sequence[Mapping[str, Any]]) -> int | Tensor:
         """The epoch masks are keyed on: :meth:`set_epoch`'s, or ``[batch]`` epochs when
@@ -162,15 +179,13 @@ class MaskingCollator:
         masks = sample_masks(
             ids,
             maskable,
-            self.strategy,
-            self.views,
-            self.rate,
-            KeyedGenerator(mix(keys + _MASK_STREAM)),
+            self.spec,
+            generator=KeyedGenerator(mix(keys + _MASK_STREAM)),
             word_ids=self.word_ids(batch),
             epoch=epoch,
         )
         b, length = ids.shape
-        v = step_views(self.strategy, self.views)
+        v = self.spec.step_views
         if v != self.views:  # across epochs: the 80/10/10 draws are fresh every epoch
             keys = mix_ints(keys, epoch)
         masks = masks.transpose(0, 1)  # [batch, views, length]: row = sequence * views + view
@@ -181,8 +196,8 @@ class MaskingCollator:
             self.mask_id,
             self.vocab_size,
             self.special_ids.tolist(),
-            self.mask_prob,
-            self.random_prob,
+            self.spec.mask_prob,
+            self.spec.random_prob,
             KeyedGenerator(mix(keys + _REPLACE_STREAM)),
         )
         out = {
@@ -202,7 +217,7 @@ class MaskingCollator:
         for word-level strategies (None for the others, which ignore them)."""
         if "word_ids" in batch:
             return batch["word_ids"]
-        if self.strategy not in WORD_LEVEL:
+        if not self.spec.info.word_level:
             return None
         if self._words is None:
             from femlm.data.words import WordStarts

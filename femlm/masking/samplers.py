@@ -18,17 +18,21 @@ budget is reached, so they may overshoot it by less than one word/span.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from femlm.masking.keyed import KeyedGenerator, random_bits, uniform, uniform_pair_at
+from femlm.masking.keyed import KeyedGenerator, random_bits, uniform
+from femlm.masking.replacement import apply_replacement  # noqa: F401  (public name)
 from femlm.masking.strategies import (  # noqa: F401  (public names)
     ACROSS_EPOCHS,
     DEFAULT_RATE,
     FULLY_EXPLORED,
+    REGISTRY,
     STRATEGIES,
+    MaskingSpec,
     resolve_views_rate,
 )
 
@@ -38,6 +42,43 @@ _KEY_BITS = 43
 _KEY_MAX = (1 << _KEY_BITS) - 1
 
 Generator = torch.Generator | KeyedGenerator
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What every sampler reads: ``maskable [batch, length]`` bool, the masking record,
+    the generator, optional ``word_ids [batch, length]`` and the epoch (an int or
+    ``[batch]``; only across epochs reads it)."""
+
+    maskable: Tensor
+    spec: MaskingSpec
+    generator: Generator
+    word_ids: Tensor | None = None
+    epoch: int | Tensor = 0
+
+    @property
+    def views(self) -> int:
+        return self.spec.views
+
+    @property
+    def rate(self) -> float:
+        return self.spec.rate
+
+
+# name -> sampler: Draw -> [views, batch, length] bool (across epochs [1, batch, length])
+SAMPLERS: dict[str, Callable[[Draw], Tensor]] = {}
+
+
+def sampler(name: str) -> Callable[[Callable[[Draw], Tensor]], Callable[[Draw], Tensor]]:
+    """Register the sampler of the registry entry ``name``."""
+    if name not in REGISTRY:
+        raise ValueError(f"{name!r} has no entry in femlm.masking.strategies.REGISTRY")
+
+    def register(fn: Callable[[Draw], Tensor]) -> Callable[[Draw], Tensor]:
+        SAMPLERS[name] = fn
+        return fn
+
+    return register
 
 
 def budget(maskable: Tensor, rate: float) -> Tensor:
@@ -50,26 +91,27 @@ def budget(maskable: Tensor, rate: float) -> Tensor:
 def sample_masks(
     input_ids: Tensor,
     maskable: Tensor,
-    strategy: str,
+    strategy: str | MaskingSpec,
     views: int | None = None,
     rate: float | None = None,
     generator: Generator | None = None,
     word_ids: Tensor | None = None,
-    epoch: int = 0,
+    epoch: int | Tensor = 0,
 ) -> Tensor:
     """Draw ``views`` masks for every sequence of a batch.
 
     Args:
         input_ids: ``[batch, length]`` token ids (only the shape and device are used).
         maskable: ``[batch, length]`` bool, False for special tokens and padding.
-        strategy: one of :data:`STRATEGIES`.
-        views, rate: see :func:`resolve_views_rate`.
+        strategy: a :class:`MaskingSpec`, or one of :data:`STRATEGIES` with ``views``
+            and ``rate`` (see :func:`resolve_views_rate`).
         generator: ``torch.Generator`` or :class:`KeyedGenerator` (keys ``[batch]``).
         word_ids: optional ``[batch, length]`` int, the word each token belongs
             to (any value, -1 where unknown); ``whole-word`` and ``span`` then
             work in words. Consecutive maskable tokens with equal ids form a word.
         epoch: only for ``fully-explored-epochs``, whose ``generator`` must be keyed
-            on the cycle ``epoch // views`` (:func:`cycle_of`), not on the epoch.
+            on the cycle ``epoch // views`` (:meth:`MaskingSpec.cycle_of`); an int or
+            ``[batch]``.
 
     Returns:
         ``[views, batch, length]`` bool. For the fully-explored family the views
@@ -79,7 +121,10 @@ def sample_masks(
         offset drawn once per cycle, so K consecutive epochs of a cycle mask each
         maskable token of a row exactly once.
     """
-    views, rate = resolve_views_rate(strategy, views, rate)
+    if isinstance(strategy, MaskingSpec):
+        spec = strategy
+    else:
+        spec = MaskingSpec.resolve(strategy, views, rate)
     if input_ids.dim() != 2 or maskable.shape != input_ids.shape:
         raise ValueError(
             f"input_ids and maskable must both be [batch, length], got "
@@ -89,32 +134,59 @@ def sample_masks(
         raise ValueError(
             "sample_masks needs an explicit generator (torch.Generator or KeyedGenerator)"
         )
-    maskable = maskable.bool()
-    if strategy == "random":
-        return _random_exact(maskable, views, rate, generator)
-    if strategy == "random-bernoulli":
-        noise = uniform(generator, (views, *maskable.shape), batch_dim=1)
-        return (noise < rate) & maskable
-    if strategy == "fully-explored":
-        rank = _rank(_random_order(generator, maskable, batch_dim=0))
-        return _split_into_views(rank, maskable, views)
-    if strategy == "fully-explored-contiguous":
-        return _contiguous_views(maskable, views, generator)
-    if strategy == "fully-explored-epochs":
-        return _cycle_group(maskable, views, epoch, generator)
-    units = unit_ids(maskable, word_ids)
-    if strategy == "whole-word":
-        segments = units.unsqueeze(0).expand(views, -1, -1)
-        return _choose_segments(segments, maskable, budget(maskable, rate), generator)
-    if strategy == "span":
-        segments = _tile_spans(units, uniform(generator, (views, *maskable.shape), batch_dim=1))
-        return _choose_segments(segments, maskable, budget(maskable, rate), generator)
-    # fully-explored-span: one tiling per row, its spans dealt out to the views.
-    segments = _tile_spans(units, uniform(generator, maskable.shape, batch_dim=0))
-    return _deal_segments(segments, maskable, views, generator)
+    draw = Draw(maskable.bool(), spec, generator, word_ids, epoch)
+    return SAMPLERS[spec.strategy](draw)
 
 
-def _cycle_group(maskable: Tensor, views: int, epoch: int, generator: Generator) -> Tensor:
+@sampler("random")
+def _random(d: Draw) -> Tensor:
+    return _random_exact(d.maskable, d.views, d.rate, d.generator)
+
+
+@sampler("random-bernoulli")
+def _bernoulli(d: Draw) -> Tensor:
+    noise = uniform(d.generator, (d.views, *d.maskable.shape), batch_dim=1)
+    return (noise < d.rate) & d.maskable
+
+
+@sampler("fully-explored")
+def _fully_explored(d: Draw) -> Tensor:
+    rank = _rank(_random_order(d.generator, d.maskable, batch_dim=0))
+    return _split_into_views(rank, d.maskable, d.views)
+
+
+@sampler("fully-explored-contiguous")
+def _fully_explored_contiguous(d: Draw) -> Tensor:
+    return _contiguous_views(d.maskable, d.views, d.generator)
+
+
+@sampler("fully-explored-epochs")
+def _fully_explored_epochs(d: Draw) -> Tensor:
+    return _cycle_group(d.maskable, d.views, d.epoch, d.generator)
+
+
+@sampler("whole-word")
+def _whole_word(d: Draw) -> Tensor:
+    segments = unit_ids(d.maskable, d.word_ids).unsqueeze(0).expand(d.views, -1, -1)
+    return _choose_segments(segments, d.maskable, budget(d.maskable, d.rate), d.generator)
+
+
+@sampler("span")
+def _span(d: Draw) -> Tensor:
+    noise = uniform(d.generator, (d.views, *d.maskable.shape), batch_dim=1)
+    segments = _tile_spans(unit_ids(d.maskable, d.word_ids), noise)
+    return _choose_segments(segments, d.maskable, budget(d.maskable, d.rate), d.generator)
+
+
+@sampler("fully-explored-span")
+def _fully_explored_span(d: Draw) -> Tensor:
+    """One tiling per row, its spans dealt out to the views."""
+    noise = uniform(d.generator, d.maskable.shape, batch_dim=0)
+    segments = _tile_spans(unit_ids(d.maskable, d.word_ids), noise)
+    return _deal_segments(segments, d.maskable, d.views, d.generator)
+
+
+def _cycle_group(maskable: Tensor, views: int, epoch: int | Tensor, generator: Generator) -> Tensor:
     """``[1, batch, length]``: this epoch's group of each row's K-group partition."""
     groups = _split_into_views(_rank(_random_order(generator, maskable, 0)), maskable, views)
     offset = (uniform(generator, maskable.shape[:1], batch_dim=0) * views).long()
@@ -297,55 +369,3 @@ def _rank(order: Tensor) -> Tensor:
     """Invert a permutation along the last dim: the rank of each element."""
     positions = torch.arange(order.shape[-1], device=order.device).expand_as(order)
     return torch.empty_like(order).scatter_(-1, order, positions)
-
-
-def apply_replacement(
-    input_ids: Tensor,
-    mask: Tensor,
-    mask_token_id: int,
-    vocab_size: int,
-    excluded_ids: Sequence[int] = (),
-    mask_prob: float = 0.8,
-    random_prob: float = 0.1,
-    generator: Generator | None = None,
-) -> Tensor:
-    """Corrupt the masked positions: ``[MASK]``, a random token, or unchanged.
-
-    Each masked position independently becomes ``mask_token_id`` with
-    probability ``mask_prob``, a token drawn uniformly from the vocabulary
-    minus ``excluded_ids`` (special tokens) with ``random_prob``, and keeps its
-    token otherwise. ``input_ids`` and ``mask`` share any shape (at least 1-D);
-    with a :class:`KeyedGenerator` dim 0 must be the batch. Returns a new tensor.
-    """
-    if not (0.0 <= mask_prob <= 1.0 and 0.0 <= random_prob <= 1.0):
-        raise ValueError(
-            f"mask_prob and random_prob must be in [0, 1], got {mask_prob}, {random_prob}"
-        )
-    if mask_prob + random_prob > 1.0 + 1e-9:
-        raise ValueError(f"mask_prob + random_prob must be <= 1, got {mask_prob + random_prob}")
-    if mask.shape != input_ids.shape:
-        raise ValueError(f"mask {tuple(mask.shape)} and input_ids {tuple(input_ids.shape)} differ")
-    if generator is None:
-        raise ValueError("apply_replacement needs an explicit generator")
-    # Draw only at masked positions: with K views most of the tensor is unmasked.
-    where = mask.nonzero(as_tuple=True)
-    u, u_pick = uniform_pair_at(generator, where, batch_dim=0)
-    original = input_ids[where]
-    new = original.masked_fill(u < mask_prob, mask_token_id)
-    if random_prob > 0:
-        allowed = _allowed_ids(vocab_size, excluded_ids, input_ids.device)
-        pick = (u_pick * len(allowed)).long()
-        chosen = (u >= mask_prob) & (u < mask_prob + random_prob)
-        new = torch.where(chosen, allowed[pick.clamp(max=len(allowed) - 1)], new)
-    out = input_ids.clone()
-    out[where] = new
-    return out
-
-
-def _allowed_ids(vocab_size: int, excluded_ids: Sequence[int], device: torch.device) -> Tensor:
-    keep = torch.ones(vocab_size, dtype=torch.bool, device=device)
-    excluded = [i for i in excluded_ids if 0 <= i < vocab_size]
-    keep[torch.tensor(excluded, dtype=torch.long, device=device)] = False
-    if not keep.any():
-        raise ValueError("every vocabulary id is excluded; nothing to draw random tokens from")
-    return keep.nonzero().squeeze(-1)

@@ -11,7 +11,7 @@ import torch
 from femlm.errors import FemlmError
 from femlm.masking.keyed import KeyedGenerator, mix_ints
 from femlm.masking.samplers import sample_masks
-from femlm.masking.strategies import STRATEGIES, resolve_views_rate
+from femlm.masking.strategies import STRATEGIES, MaskingSpec
 
 SAMPLE_TEXT = (
     "Random masks make the gradient of a masked language model noisy. "
@@ -184,13 +184,12 @@ def render_views(
     word_ids = torch.from_numpy(WordStarts.of(tokenizer).word_ids(ids.numpy())).long()
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
     blocks = []
-    for strategy in strategies:
-        # The same rule as pretrain: a views/rate pair that disagrees is an error.
-        resolve_views_rate(strategy, views, rate)
-    for strategy in strategies:
+    # The same rule as pretrain: a views/rate pair that disagrees is an error.
+    specs = [MaskingSpec.resolve(strategy, views, rate) for strategy in strategies]
+    for spec in specs:
         gen = KeyedGenerator(mix_ints(seed, 0, torch.tensor([0])))
-        masks = sample_masks(ids, maskable, strategy, views, rate, gen, word_ids=word_ids)[:, 0]
-        lines = [f"{strategy}  ({masks.shape[0]} view{'s' if masks.shape[0] > 1 else ''})"]
+        masks = sample_masks(ids, maskable, spec, generator=gen, word_ids=word_ids)[:, 0]
+        lines = [f"{spec.strategy}  ({masks.shape[0]} view{'s' if masks.shape[0] > 1 else ''})"]
         for v, mask in enumerate(masks.tolist()):
             shown = " ".join(f"[{t}]" if m else t for t, m in zip(tokens, mask, strict=True))
             lines.append(f"  view {v + 1:>2} {sum(mask):>3} masked | {shown}")

@@ -4,10 +4,10 @@ claims about them."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
+from femlm.finetune.results import FinetuneResult, SeedRun
 from femlm.report.runs import Run
 from femlm.report.stats import CLAIM_VERDICTS, fmt, t_test
 from femlm.runs import ExperimentDir
@@ -18,19 +18,18 @@ METRIC_NAMES = {"accuracy": "test accuracy", "macro_f1": "test macro-F1"}
 def chosen_metric(runs: list[Run], task: str) -> str:
     """The metric that chose the learning rate and epoch (accuracy in files that
     predate the setting)."""
-    found = {r.finetune[task].get("metric", "accuracy") for r in runs if task in r.finetune}
+    found = {r.finetune[task].metric for r in runs if task in r.finetune}
     return found.pop() if len(found) == 1 else "accuracy"
 
 
 def _seed_scores(runs: list[Run], task: str, metric: str) -> dict[int, float]:
     """Test score per pre-training seed, the mean over its fine-tuning seeds."""
-    found = {r.seed: r.finetune[task].get("runs", []) for r in runs if task in r.finetune}
-    key = f"test_{metric}"
-    return {s: statistics.fmean(x[key] for x in xs) for s, xs in found.items() if xs}
+    found = {r.seed: r.finetune[task].runs for r in runs if task in r.finetune}
+    return {s: statistics.fmean(x.test(metric) for x in xs) for s, xs in found.items() if xs}
 
 
 def _chosen_lrs(runs: list[Run], task: str) -> str:
-    lrs = sorted({r.finetune[task]["lr"] for r in runs if r.finetune.get(task, {}).get("lr")})
+    lrs = sorted({r.finetune[task].lr for r in runs if task in r.finetune and r.finetune[task].lr})
     return ", ".join(f"{lr:.0e}" for lr in lrs) or "—"
 
 
@@ -38,9 +37,9 @@ def _tasks(variants: dict[str, list[Run]]) -> list[str]:
     return sorted({t for runs in variants.values() for r in runs for t in r.finetune})
 
 
-def _row(name: str, task: str, seeds: list[dict], lrs: str) -> str:
-    acc = [x["test_accuracy"] for x in seeds]
-    f1 = [x["test_macro_f1"] for x in seeds]
+def _row(name: str, task: str, seeds: list[SeedRun], lrs: str) -> str:
+    acc = [x.test_accuracy for x in seeds]
+    f1 = [x.test_macro_f1 for x in seeds]
     return f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {lrs} |"
 
 
@@ -61,12 +60,12 @@ def downstream_table(variants: dict[str, list[Run]], folder: Path | None = None)
     references = []
     for task in tasks:
         for name, runs in variants.items():
-            seeds = [x for r in runs for x in r.finetune.get(task, {}).get("runs", [])]
+            seeds = [x for r in runs if task in r.finetune for x in r.finetune[task].runs]
             if seeds:
                 lines.append(_row(name, task, seeds, _chosen_lrs(runs, task)))
         if path := _reference(folder, task):
-            ref = json.loads(path.read_text())
-            lines.append(_row("random initialisation", task, ref["runs"], f"{ref['lr']:.0e}"))
+            ref = FinetuneResult.load(path)
+            lines.append(_row("random initialisation", task, ref.runs, f"{ref.lr:.0e}"))
             references.append(path.name)
     lines += ["", "Spread is over all (pre-training seed, fine-tuning seed) pairs."]
     if references:

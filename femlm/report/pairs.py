@@ -7,46 +7,61 @@ the 80/10/10 `standard`, and `fe-K2` meets `standard-r50`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from femlm.masking.strategies import ACROSS_EPOCHS, FULLY_EXPLORED, resolve_views_rate
-from femlm.report.runs import Run, variant_settings
+from femlm.config import TrainConfig
+from femlm.masking.strategies import FULLY_EXPLORED, PARTITIONED
+from femlm.report.runs import Run, variant_config
 from femlm.report.stats import VERDICTS, finals, fmt, mean_std, t_test
+from femlm.schema import to_dict, training_invariant
 
-# Settings that describe the masking pattern and the split of a step's rows.
-_MASKING = {"strategy", "views", "rate", "batch_size", "seeds"}
-# Settings that leave the trained model's loss unchanged: what is logged or saved and
-# when, where it runs, and how a step is split into micro-batches.
-_UNTRAINED = {
-    *("variance_every", "variance_sequences", "log_every", "save_every", "keep_last"),
-    *("out_dir", "progress", "threads", "device", "compile", "grad_accum"),
-}
-_IGNORED = _MASKING | _UNTRAINED
+# Settings that describe the masking pattern and the split of a step's rows; and the
+# settings marked affects_training=False, which leave the trained model as it is.
+_MASKING = {"strategy", "views", "rate", "batch_size"}
+NOT_COMPARED = _MASKING | training_invariant(TrainConfig)
 _RATE_TOLERANCE = 0.01  # fully-explored with rate 0.15 masks 1/7 = 0.143
-_PARTITIONED = FULLY_EXPLORED + ACROSS_EPOCHS
 
 
-def _rate(values: dict[str, Any]) -> float:
-    _, rate = resolve_views_rate(
-        values.get("strategy", "fully-explored"), values.get("views"), values.get("rate")
-    )
+def _rate(cfg: TrainConfig) -> float:
     # A fully-explored variant given a rate is meant to match that rate.
-    return float(values["rate"]) if values.get("rate") is not None else rate
+    return float(cfg.rate) if cfg.rate is not None else cfg.masking.rate
 
 
-def same_training(cfg: dict[str, Any], a: str, b: str) -> bool:
+def same_training(config: dict[str, Any], a: str, b: str) -> bool:
     """Whether variants ``a`` and ``b`` differ only in how masks are drawn and
     mask the same share of tokens."""
-    x, y = variant_settings(cfg, a), variant_settings(cfg, b)
-    if {k: v for k, v in x.items() if k not in _IGNORED} != {
-        k: v for k, v in y.items() if k not in _IGNORED
-    }:
-        return False
-    return abs(_rate(x) - _rate(y)) <= _RATE_TOLERANCE
+    x, y = variant_config(config, a), variant_config(config, b)
+    kept = [{k: v for k, v in to_dict(c).items() if k not in NOT_COMPARED} for c in (x, y)]
+    return kept[0] == kept[1] and abs(_rate(x) - _rate(y)) <= _RATE_TOLERANCE
 
 
-def _partitioned(cfg: dict[str, Any], name: str) -> bool:
-    return variant_settings(cfg, name).get("strategy", "fully-explored") in _PARTITIONED
+def _partitioned(config: dict[str, Any], name: str) -> bool:
+    return variant_config(config, name).strategy in PARTITIONED
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which variants the paper's claims are about, read from their settings: the
+    within-step fully-explored variant trained as the baseline is (else the first),
+    and independent random views of the same rows as that variant (random-K)."""
+
+    fe: str | None
+    random_k: str | None
+
+
+def roles(config: dict[str, Any], variants: dict[str, list[Run]], baseline: str) -> Roles:
+    configured = config.get("runs") or {}
+    names = [n for n in variants if n in configured]
+    within = [n for n in names if variant_config(config, n).strategy in FULLY_EXPLORED]
+    paired = [n for n in within if baseline in configured and same_training(config, n, baseline)]
+    fe = (paired or within or [None])[0]
+    independent = [
+        n for n in names
+        if fe is not None and (c := variant_config(config, n)).strategy == "random"
+        and c.masking.views > 1 and same_training(config, fe, n)
+    ]  # fmt: skip
+    return Roles(fe, independent[0] if independent else None)
 
 
 def counterparts(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> list[tuple[str, str]]:

@@ -11,16 +11,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from femlm.masking.strategies import resolve_views_rate
+from femlm.masking.strategies import MaskingSpec
 from femlm.report.pairs import counterparts
-from femlm.report.runs import Run, is_standard, variant_settings
+from femlm.report.runs import Run, variant_spec
 from femlm.report.stats import mean_std
 
-# Replacement policy the K ablation holds fixed, so that K is the only change.
-DEFAULT_MASK_PROB, DEFAULT_RANDOM_PROB = 0.8, 0.1
 
-
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,8 +26,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
-    plt = _pyplot()
+def save_figure(fig: Any, path: Path) -> Path:
+    plt = pyplot()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -39,7 +36,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 def plot_curves(variants: dict[str, list[Run]], out: Path, x: str) -> Path:
     """Validation loss vs steps (or training seconds), mean with a min-max band over seeds."""
-    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
     col = 0 if x == "steps" else 2
     unigram = None
     for name, runs in variants.items():
@@ -59,14 +56,14 @@ def plot_curves(variants: dict[str, list[Run]], out: Path, x: str) -> Path:
     ax.set_ylabel("validation loss (fixed masks)")
     ax.legend()
     ax.grid(alpha=0.3)
-    return _save(fig, out / f"val_loss_vs_{x}.png")
+    return save_figure(fig, out / f"val_loss_vs_{x}.png")
 
 
 def plot_variance_steps(variants: dict[str, list[Run]], out: Path) -> Path | None:
     """FE / random-K mask-variance ratio and V_data against steps (``--variance-every``)."""
     if not any(r.variance_steps for runs in variants.values() for r in runs):
         return None
-    fig, axes = _pyplot().subplots(1, 2, figsize=(10, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
     for name, runs in variants.items():
         for i, r in enumerate(x for x in runs if x.variance_steps):
             steps = [step for step, _ in r.variance_steps]
@@ -82,12 +79,12 @@ def plot_variance_steps(variants: dict[str, list[Run]], out: Path) -> Path | Non
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, out / "variance_vs_steps.png")
+    return save_figure(fig, out / "variance_vs_steps.png")
 
 
 def plot_final_loss(variants: dict[str, list[Run]], baseline: str, out: Path) -> Path:
     """Mean final validation loss per variant (± std), every seed as a dot, baseline dashed."""
-    fig, ax = _pyplot().subplots(figsize=(max(6.0, 0.8 * len(variants) + 2), 4.5))
+    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.8 * len(variants) + 2), 4.5))
     for i, runs in enumerate(variants.values()):
         finals = [r.final for r in runs]
         mean, std = mean_std(finals)
@@ -100,25 +97,20 @@ def plot_final_loss(variants: dict[str, list[Run]], baseline: str, out: Path) ->
     ax.set_ylabel("final validation loss (fixed masks)")
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, out / "final_loss_by_variant.png")
+    return save_figure(fig, out / "final_loss_by_variant.png")
 
 
-def fe_views(settings: dict[str, Any]) -> int | None:
+def fe_views(spec: MaskingSpec) -> int | None:
     """K of a plain fully-explored variant with the default replacement, else None."""
-    if settings.get("strategy", "fully-explored") != "fully-explored":
+    if spec.strategy != "fully-explored":
         return None
-    if not _default_replacement(settings):
+    default = MaskingSpec.resolve("fully-explored")
+    if not (
+        math.isclose(spec.mask_prob, default.mask_prob)
+        and math.isclose(spec.random_prob, default.random_prob)
+    ):
         return None
-    views, _ = resolve_views_rate("fully-explored", settings.get("views"), settings.get("rate"))
-    return views
-
-
-def _default_replacement(settings: dict[str, Any]) -> bool:
-    for key, default in (("mask_prob", DEFAULT_MASK_PROB), ("random_prob", DEFAULT_RANDOM_PROB)):
-        value = settings.get(key)
-        if value is not None and not math.isclose(value, default):
-            return False
-    return True
+    return spec.views
 
 
 def standard_at_views(
@@ -129,7 +121,7 @@ def standard_at_views(
     same share masked) match with a variant of the K plot ``views``."""
     found = {}
     for fe, other in counterparts(cfg, variants):
-        if fe in views and is_standard(variant_settings(cfg, other)):
+        if fe in views and variant_spec(cfg, other).is_standard:
             found[other] = views[fe]
     return found
 
@@ -139,7 +131,7 @@ def views_ablation(cfg: dict[str, Any], variants: dict[str, list[Run]]) -> dict[
     configured = cfg.get("runs") or {}  # a folder on disk the config no longer names has no K
     found = {}
     for name in variants:
-        k = fe_views(variant_settings(cfg, name)) if name in configured else None
+        k = fe_views(variant_spec(cfg, name)) if name in configured else None
         if k is not None:
             found[name] = k
     return found if len(set(found.values())) >= 2 else {}
@@ -154,7 +146,7 @@ def plot_loss_vs_views(
 ) -> Path:
     """Final validation loss (mean ± std over seeds) against K, the baseline as a band,
     and standard masking at rate 1/K (``matched``) as a second line when it was run."""
-    fig, ax = _pyplot().subplots(figsize=(6.5, 4.5))
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     ks: list[int] = []
     for series, label in ((views, "fully-explored, rate 1/K"), (matched or {}, "standard masking, rate 1/K")):  # fmt: skip
         if not series:
@@ -173,7 +165,7 @@ def plot_loss_vs_views(
     ax.set_ylabel("final validation loss (fixed masks)")
     ax.legend()
     ax.grid(alpha=0.3)
-    return _save(fig, out / "final_loss_vs_views.png")
+    return save_figure(fig, out / "final_loss_vs_views.png")
 
 
 def ablation_section(

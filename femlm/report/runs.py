@@ -9,8 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from femlm.config import TrainConfig
 from femlm.errors import FemlmError
+from femlm.finetune.results import FinetuneResult
+from femlm.masking.strategies import MaskingSpec
 from femlm.runs import ExperimentDir, RunDir, read_metrics
+from femlm.schema import from_dict
 from femlm.variance.results import ProbeTerms, VarianceResult
 
 
@@ -19,7 +23,7 @@ class Run:
     seed: int
     evals: list[tuple[int, float, float]]  # (step, eval_loss, elapsed seconds)
     unigram: float | None
-    finetune: dict[str, dict] = field(default_factory=dict)
+    finetune: dict[str, FinetuneResult] = field(default_factory=dict)
     variance: VarianceResult | None = None
     variance_steps: list[tuple[int, ProbeTerms]] = field(default_factory=list)  # --variance-every
     reevals: dict[str, dict] = field(default_factory=dict)  # `femlm evaluate` results
@@ -72,9 +76,7 @@ def _load_run(run_dir: RunDir) -> Run | None:
     ]
     probes = [(r["step"], ProbeTerms.from_row(r)) for r in rows]
     run.variance_steps = [(step, t) for step, t in probes if t is not None]
-    run.finetune = {
-        task: json.loads(p.read_text()) for task, p in run_dir.finetune_results().items()
-    }
+    run.finetune = {task: FinetuneResult.load(p) for task, p in run_dir.finetune_results().items()}
     run.reevals = {tag: json.loads(p.read_text()) for tag, p in run_dir.reevaluations().items()}
     if run_dir.variance.is_file():
         run.variance = VarianceResult.from_json(json.loads(run_dir.variance.read_text()))
@@ -98,14 +100,16 @@ def read_config(folder: Path) -> dict[str, Any]:
     return json.loads(spec.read_text()) if spec.is_file() else {}
 
 
-def variant_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """A variant's settings as the runner builds them: its own over ``base``."""
-    return {**(config.get("base") or {}), **((config.get("runs") or {}).get(name) or {})}
+def variant_config(config: dict[str, Any], name: str) -> TrainConfig:
+    """A variant's settings as the runner builds them (its own over ``base``), loaded
+    through :class:`TrainConfig`, so every default has one home."""
+    values = {**(config.get("base") or {}), **((config.get("runs") or {}).get(name) or {})}
+    values.pop("seeds", None)  # the runner's, not a training setting
+    return from_dict(TrainConfig, values)
 
 
-def is_standard(settings: dict[str, Any]) -> bool:
-    """Standard masking: random positions, one view of each sequence."""
-    return settings.get("strategy") == "random" and (settings.get("views") or 1) == 1
+def variant_spec(config: dict[str, Any], name: str) -> MaskingSpec:
+    return variant_config(config, name).masking
 
 
 def pick_baseline(config: dict[str, Any], variants: dict[str, list[Run]]) -> str:
@@ -113,7 +117,7 @@ def pick_baseline(config: dict[str, Any], variants: dict[str, list[Run]]) -> str
     ``base``), else 'standard', else the config's first variant that ran."""
     runs = config.get("runs", {}) or {}
     for name in runs:
-        if is_standard(variant_settings(config, name)) and name in variants:
+        if variant_spec(config, name).is_standard and name in variants:
             return name
     if "standard" in variants:
         return "standard"

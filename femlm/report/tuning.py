@@ -18,20 +18,13 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from femlm.masking.strategies import resolve_views_rate
-from femlm.report.runs import Run, is_standard, variant_settings
+from femlm.masking.strategies import MaskingSpec
+from femlm.report.runs import Run, variant_config, variant_spec
 
 
-def arm_of(settings: dict[str, Any]) -> str:
+def arm_of(spec: MaskingSpec) -> str:
     """``standard`` for one random view per sequence, else the strategy's name."""
-    return "standard" if is_standard(settings) else str(settings.get("strategy"))
-
-
-def effective_rate(settings: dict[str, Any]) -> float:
-    """The share of maskable tokens a variant predicts per row (1/K across epochs)."""
-    return resolve_views_rate(
-        settings.get("strategy", "fully-explored"), settings.get("views"), settings.get("rate")
-    )[1]
+    return "standard" if spec.is_standard else spec.strategy
 
 
 def dev_by_seed(runs: list[Run]) -> dict[int, float]:
@@ -62,11 +55,11 @@ def arms(config: dict[str, Any], names: Iterable[str]) -> dict[str, list[str]]:
     """``{arm: [variant, ...]}`` in the config's order."""
     out: dict[str, list[str]] = {}
     for name in names:
-        out.setdefault(arm_of(variant_settings(config, name)), []).append(name)
+        out.setdefault(arm_of(variant_spec(config, name)), []).append(name)
     return out
 
 
 def cell_of(config: dict[str, Any], name: str) -> tuple[float, str]:
     """(effective rate rounded, schedule): what a same-rate comparison holds fixed."""
-    s = variant_settings(config, name)
-    return round(effective_rate(s), 3), str(s.get("schedule", "linear"))
+    c = variant_config(config, name)
+    return round(c.masking.rate, 3), c.schedule

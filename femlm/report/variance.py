@@ -7,12 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from femlm.config import TrainConfig
-from femlm.masking.strategies import FULLY_EXPLORED
+from femlm.masking.strategies import ONE_VIEW, MaskingSpec
 from femlm.report.pairs import same_training
-from femlm.report.runs import Run, is_standard, read_config, variant_settings
+from femlm.report.runs import Run, read_config, variant_config, variant_spec
 from femlm.report.stats import compare, finals, mean_std
 from femlm.runs import ExperimentDir
+from femlm.schema import from_dict
+from femlm.variance.config import VarianceConfig
 from femlm.variance.results import Estimate, VarianceResult
 from femlm.variance.table import format_table
 
@@ -62,23 +63,23 @@ def variance_section(variants: dict[str, list[Run]], folder: Path, out: Path) ->
     return lines or ["No variance measurements in this experiment."]
 
 
-def step_variance(result: VarianceResult, values: dict[str, Any]) -> Estimate | None:
+def step_variance(result: VarianceResult, spec: MaskingSpec) -> Estimate | None:
     """Which of the variance tool's step variances describes a variant's runs: a
     one-view run's is the baseline side of the comparison with that baseline."""
-    strategy, views = values.get("strategy", "fully-explored"), values.get("views")
-    if is_standard(values) or (strategy not in FULLY_EXPLORED and (views or 1) == 1):
-        c = next((c for c in result.comparisons if c.baseline == strategy), None)
+    if spec.family == ONE_VIEW and spec.views == 1:
+        c = next((c for c in result.comparisons if c.baseline == spec.strategy), None)
         return c.baseline_step_var if c else None
-    c = result.comparison(strategy)
+    c = result.comparison(spec.strategy)
     return c.step_var if c else None
 
 
-def _policy(values: dict[str, Any]) -> tuple[float, float]:
-    """(mask_prob, random_prob) of a run or probe config, training's defaults filled in."""
-    return (
-        float(values.get("mask_prob", TrainConfig.mask_prob)),
-        float(values.get("random_prob", TrainConfig.random_prob)),
-    )
+def _policy(values: Any) -> tuple[float, float]:
+    """(mask_prob, random_prob) of a run or probe config (a config or its saved dict)."""
+    if isinstance(values, dict):
+        values = from_dict(
+            VarianceConfig, {k: values[k] for k in ("mask_prob", "random_prob") if k in values}
+        )
+    return float(values.mask_prob), float(values.random_prob)
 
 
 def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
@@ -102,7 +103,7 @@ def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
         # probe at rate 1/K says nothing of another rate or another budget.
         names = [
             n for n in variants
-            if _policy(variant_settings(cfg, n)) == policy
+            if _policy(variant_config(cfg, n)) == policy
             and (n == probed or n not in runs_cfg or same_training(cfg, probed, n))
         ]  # fmt: skip
         if len(probes) > 1:
@@ -115,7 +116,7 @@ def ranking_check(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
 def _ranking(result: VarianceResult, variants: dict[str, list[Run]], cfg: dict) -> list[str]:
     rows = []
     for name, runs in variants.items():
-        e = step_variance(result, variant_settings(cfg, name))
+        e = step_variance(result, variant_spec(cfg, name))
         if e is not None:
             rows.append((name, e, mean_std([r.final for r in runs])[0]))
     if len(rows) < 2:

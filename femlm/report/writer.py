@@ -15,16 +15,15 @@ from pathlib import Path
 
 from femlm.errors import FemlmError
 from femlm.report.downstream import downstream_claims, downstream_table
-from femlm.report.pairs import pairs_section
+from femlm.report.pairs import Roles, pairs_section, roles
 from femlm.report.plots import ablation_section, plot_curves, plot_variance_steps
 from femlm.report.runs import (
     Run,
-    is_standard,
     load_runs,
     pick_baseline,
     read_config,
     unfinished_note,
-    variant_settings,
+    variant_spec,
 )
 from femlm.report.stats import (
     CLAIM_VERDICTS,
@@ -95,8 +94,8 @@ def comparison_table(
     return lines
 
 
-def comparisons_section(variants: dict[str, list[Run]], baseline: str) -> list[str]:
-    """All pairwise verdicts against the baseline (and against `fully-explored`), not a pick."""
+def comparisons_section(variants: dict[str, list[Run]], baseline: str, fe: str | None) -> list[str]:
+    """All pairwise verdicts against the baseline (and against the FE variant), not a pick."""
     lines = [
         f"Each variant against the baseline `{baseline}`: the difference of mean final "
         "validation losses and the verdict of a 95% t interval of the difference, paired by "
@@ -105,13 +104,15 @@ def comparisons_section(variants: dict[str, list[Run]], baseline: str) -> list[s
         *comparison_table(variants, baseline),
         "",
     ]
-    if "fully-explored" in variants and baseline != "fully-explored":
-        lines += ["Each variant against `fully-explored`:", ""]
-        lines += [*comparison_table(variants, "fully-explored"), ""]
+    if fe is not None and baseline != fe:
+        lines += [f"Each variant against `{fe}`:", ""]
+        lines += [*comparison_table(variants, fe), ""]
     return lines
 
 
-def reevaluation_section(variants: dict[str, list[Run]], baseline: str) -> list[str]:
+def reevaluation_section(
+    variants: dict[str, list[Run]], baseline: str, fe: str | None
+) -> list[str]:
     """Tables of ``femlm evaluate`` losses (same positions, other input replacement)."""
     tags = sorted({t for runs in variants.values() for r in runs for t in r.reevals})
     lines = []
@@ -132,8 +133,8 @@ def reevaluation_section(variants: dict[str, list[Run]], baseline: str) -> list[
             *comparison_table(rescored, baseline, "re-scored val loss"),
             "",
         ]
-        if "fully-explored" in rescored and baseline != "fully-explored":
-            lines += [*comparison_table(rescored, "fully-explored", "re-scored val loss"), ""]
+        if fe in rescored and baseline != fe:
+            lines += [*comparison_table(rescored, fe, "re-scored val loss"), ""]
     return lines
 
 
@@ -160,17 +161,17 @@ def eval_note(folder: Path) -> list[str]:
 
 
 def claims_table(
-    variants: dict[str, list[Run]], baseline: str, eff: dict, standard: bool = True
+    variants: dict[str, list[Run]], baseline: str, eff: dict, who: Roles, standard: bool = True
 ) -> list[str]:
     """``standard``: the baseline is standard masking (else the claim names it)."""
-    fe = next((v for v in variants if v.startswith("fully-explored")), None)
+    fe = who.fe
     lines = ["| claim of the paper | what we measured | verdict |", "|---|---|---|"]
     if fe is None:
         return lines + ["| (no fully-explored variant in this experiment) | | |"]
     than = "standard random masking" if standard else f"`{baseline}`"
     for other, claim in ((baseline, f"FE trains more efficiently than {than} at equal compute"),
-                         ("random-K", "FE beats independent random views of the same sequences")):  # fmt: skip
-        if other not in variants or other == fe:
+                         (who.random_k, "FE beats independent random views of the same sequences")):  # fmt: skip
+        if other is None or other not in variants or other == fe:
             continue
         a, b = eff[fe]["final"], eff[other]["final"]
         verdict = CLAIM_VERDICTS[compare(finals(variants[fe]), finals(variants[other]))]
@@ -193,6 +194,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     variants = load_runs(folder)
     config = read_config(folder)
     baseline = pick_baseline(config, variants)
+    who = roles(config, variants, baseline)
     eff_lines, eff = efficiency_table(variants, baseline)
     plots = [plot_curves(variants, out, "steps"), plot_curves(variants, out, "seconds")]
     unigram = next((r.unigram for runs in variants.values() for r in runs if r.unigram), None)
@@ -202,10 +204,10 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md += ["", *eval_note(folder), *unfinished_note(folder), "## Efficiency", "", *eff_lines, ""]
     md += [f"![validation loss vs steps]({plots[0].name})", ""]
     md += [f"![validation loss vs time]({plots[1].name})", ""]
-    md += ["## Every comparison", "", *comparisons_section(variants, baseline)]
+    md += ["## Every comparison", "", *comparisons_section(variants, baseline, who.fe)]
     md += [*pairs_section(config, variants), ""]
     md += ["## Ablations", "", *ablation_section(variants, baseline, config, out)]
-    if rescored := reevaluation_section(variants, baseline):
+    if rescored := reevaluation_section(variants, baseline, who.fe):
         md += ["## Re-evaluation with another replacement policy", "", *rescored]
     md += ["## Downstream", "", *downstream_table(variants, folder), ""]
     md += ["## Gradient variance", "", *variance_section(variants, folder, out), ""]
@@ -214,8 +216,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
         md += ["Variance terms during training (`--variance-every`):", ""]
         md += [f"![variance vs steps]({over_steps.name})", ""]
     md += ["## Does the variance predict the outcome?", "", *ranking_check(folder, variants), ""]
-    standard = is_standard(variant_settings(config, baseline))
-    md += ["## Claims", "", *claims_table(variants, baseline, eff, standard), ""]
+    standard = variant_spec(config, baseline).is_standard
+    md += ["## Claims", "", *claims_table(variants, baseline, eff, who, standard), ""]
     md += [RULE]
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")

@@ -136,3 +136,32 @@ def prune(folder: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` checkpoints."""
     for old in list_checkpoints(folder)[: -max(keep_last, 1)]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def restore(
+    start: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any
+) -> tuple[int, float]:
+    """Load checkpoint ``start`` into the model, optimizer, scheduler, scaler and RNG;
+    (step, elapsed)."""
+    state = load_checkpoint(start, model)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"])
+    if torch.cuda.is_available() and "cuda_rng" in state:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"]), float(state.get("elapsed", 0.0))
+
+
+def training_state(step: int, optimizer: Any, scheduler: Any, elapsed: float) -> dict[str, Any]:
+    state = {
+        "step": step,
+        "elapsed": elapsed,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state

@@ -73,7 +73,7 @@ def pretrain(cfg: TrainConfig, resume: bool = False) -> Path:
         distributed.shutdown(d)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Run:
     """What the loop reads and updates; built, or restored, by :func:`_setup`."""
 
@@ -104,7 +104,13 @@ def _pretrain(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> Path:
         step_loss = d.sum([loss_sum])[0] / max(total, 1.0)
         seconds = time.perf_counter() - t0
         run.elapsed += seconds  # training time only, carried across resumes
-        _bookkeeping(cfg, d, run, bar, step_loss, tokens / seconds)
+        _log(cfg, run, bar, step_loss, tokens / seconds)
+        if _evaluation_due(cfg, run):
+            _evaluate(cfg, d, run, bar)
+        if cfg.variance_every and run.step % cfg.variance_every == 0:
+            _probe(cfg, d, run)
+        if _checkpoint_due(cfg, run):
+            _checkpoint(cfg, d, run)
     bar.close()
     run.metrics.close()
     final = RunDir(cfg.out_dir).final
@@ -142,17 +148,14 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         objective = torch.compile(objective)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    collator = MaskingCollator(
-        tokenizer, cfg.strategy, cfg.views, cfg.rate, cfg.mask_prob, cfg.random_prob,
-        seed=cfg.seed, return_view_info=False,
-    )  # fmt: skip
+    collator = MaskingCollator(tokenizer, spec=cfg.masking, seed=cfg.seed)
     eval_batches = eval_batches_for(cfg, tokenizer, eval_set, d.rank, d.world)
     test_batches = test_batches_for(cfg, tokenizer, eval_set, d.rank, d.world)
 
     if d.active:
         start = _broadcast_path(start)
     scaler = grad_scaler(cfg, d.device)
-    step, elapsed = _restore(start, model, optimizer, scheduler, scaler) if start else (0, 0.0)
+    step, elapsed = ckpt.restore(start, model, optimizer, scheduler, scaler) if start else (0, 0.0)
     metrics = MetricsLog(out, d.main, step, cfg.report_to, to_dict(cfg))
     if d.main and step == 0:
         # The loss of predicting eval targets from training token frequencies:
@@ -167,8 +170,10 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
             sum(len(b["input_ids"]) for b in eval_batches), _test_note(test_batches), f"resuming at step {step}" if step else "from step 0",
         )  # fmt: skip
     return _Run(
-        model, objective, optimizer, scheduler, collator, train_set, eval_set, eval_batches,
-        test_batches, tokenizer, metrics, autocast(cfg, d.device), scaler, step, elapsed,
+        model=model, objective=objective, optimizer=optimizer, scheduler=scheduler,
+        collator=collator, train_set=train_set, eval_set=eval_set, eval_batches=eval_batches,
+        test_batches=test_batches, tokenizer=tokenizer, metrics=metrics,
+        autocast=autocast(cfg, d.device), scaler=scaler, step=step, elapsed=elapsed,
     )  # fmt: skip
 
 
@@ -199,22 +204,6 @@ def _test_note(test_batches: list[list[dict[str, Tensor]]]) -> str:
         return ""
     n = sum(len(b["input_ids"]) for b in test_batches[0])
     return f" and {n} test sequences x {len(test_batches)} draws"
-
-
-def _restore(
-    start: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any
-) -> tuple[int, float]:
-    """Load checkpoint ``start`` into the model, optimizer, scheduler, scaler and RNG;
-    (step, elapsed)."""
-    state = ckpt.load_checkpoint(start, model)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if "scaler" in state:
-        scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"])
-    if torch.cuda.is_available() and "cuda_rng" in state:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return int(state["step"]), float(state.get("elapsed", 0.0))
 
 
 def _train_step(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> tuple[float, float, int]:
@@ -248,40 +237,62 @@ def _train_step(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> tuple[float
     return loss_sum, total, sum(b["input_ids"].numel() for b in micro) * d.world
 
 
-def _bookkeeping(
-    cfg: TrainConfig, d: distributed.Dist, run: _Run, bar: Any, loss: float, rate: float
-) -> None:
-    """After step ``run.step``: progress, logs, evaluation, variance terms, checkpoints."""
-    step, metrics = run.step, run.metrics
+def _log(cfg: TrainConfig, run: _Run, bar: Any, loss: float, rate: float) -> None:
+    """The progress bar, and the training loss every ``log_every`` steps."""
     bar.update(1)
     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
-    if step % cfg.log_every == 0 or step == cfg.max_steps:
-        metrics.write(step=step, loss=loss, lr=run.scheduler.get_last_lr()[0], tokens_per_s=rate)
-    n, b = len(run.train_set), cfg.batch_size
-    epoch_end = bool(cfg.epochs) and epochs_done(step, n, b, cfg.epoch_tail) > epochs_done(
-        step - 1, n, b, cfg.epoch_tail
+    if run.step % cfg.log_every == 0 or run.step == cfg.max_steps:
+        lr = run.scheduler.get_last_lr()[0]
+        run.metrics.write(step=run.step, loss=loss, lr=lr, tokens_per_s=rate)
+
+
+def _epoch_end(cfg: TrainConfig, run: _Run) -> bool:
+    """With ``--epochs``, whether step ``run.step`` completed an epoch."""
+    if not cfg.epochs:
+        return False
+    n, b, tail = len(run.train_set), cfg.batch_size, cfg.epoch_tail
+    return epochs_done(run.step, n, b, tail) > epochs_done(run.step - 1, n, b, tail)
+
+
+def _evaluation_due(cfg: TrainConfig, run: _Run) -> bool:
+    every = cfg.eval_every and run.step % cfg.eval_every == 0
+    return bool(every) or run.step == cfg.max_steps or _epoch_end(cfg, run)
+
+
+def _checkpoint_due(cfg: TrainConfig, run: _Run) -> bool:
+    every = cfg.save_every and run.step % cfg.save_every == 0
+    return bool(every) or run.step == cfg.max_steps or _epoch_end(cfg, run)
+
+
+def _evaluate(cfg: TrainConfig, d: distributed.Dist, run: _Run, bar: Any) -> None:
+    """The dev loss on the fixed evaluation set, and the test set's when there is one."""
+    ev = evaluate(run.model, run.eval_batches, d, run.autocast)
+    ppl = math.exp(min(ev, 50.0))
+    run.metrics.write(
+        step=run.step, eval_loss=ev, eval_ppl=ppl, elapsed=run.elapsed, **_test(d, run)
     )
-    if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps or epoch_end:
-        ev = evaluate(run.model, run.eval_batches, d, run.autocast)
-        ppl = math.exp(min(ev, 50.0))
-        metrics.write(step=step, eval_loss=ev, eval_ppl=ppl, elapsed=run.elapsed, **_test(d, run))
-        if d.main:  # tqdm's write prints even where the bar is disabled
-            bar.write(f"step {step}: eval loss {ev:.4f} (ppl {ppl:.1f})")
-    if cfg.variance_every and step % cfg.variance_every == 0:
-        if d.main:
-            metrics.write(
-                step=step, **_variance(run.model, run.tokenizer, run.eval_set, cfg).to_row()
-            )
-        d.barrier()
-    if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps or epoch_end:
-        if d.main:
-            ckpt_dir = RunDir(cfg.out_dir).checkpoints
-            state = _training_state(step, run.optimizer, run.scheduler, run.elapsed)
-            if run.scaler.is_enabled():
-                state["scaler"] = run.scaler.state_dict()
-            ckpt.save_checkpoint(ckpt_dir, step, run.model, state, to_dict(cfg))
-            ckpt.prune(ckpt_dir, cfg.keep_last)
-        d.barrier()
+    if d.main:  # tqdm's write prints even where the bar is disabled
+        bar.write(f"step {run.step}: eval loss {ev:.4f} (ppl {ppl:.1f})")
+
+
+def _probe(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> None:
+    """The variance terms of ``--variance-every``, probed on rank 0."""
+    if d.main:
+        terms = _variance(run.model, run.tokenizer, run.eval_set, cfg)
+        run.metrics.write(step=run.step, **terms.to_row())
+    d.barrier()
+
+
+def _checkpoint(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> None:
+    """Save the step's checkpoint on rank 0, keeping the newest ``keep_last``."""
+    if d.main:
+        ckpt_dir = RunDir(cfg.out_dir).checkpoints
+        state = ckpt.training_state(run.step, run.optimizer, run.scheduler, run.elapsed)
+        if run.scaler.is_enabled():
+            state["scaler"] = run.scaler.state_dict()
+        ckpt.save_checkpoint(ckpt_dir, run.step, run.model, state, to_dict(cfg))
+        ckpt.prune(ckpt_dir, cfg.keep_last)
+    d.barrier()
 
 
 def _broadcast_path(path: Path | None) -> Path | None:
@@ -325,7 +336,7 @@ def _variance(model: nn.Module, tokenizer: Any, eval_set: Any, cfg: TrainConfig)
     from femlm.variance.probe import pick_sequences, probe_views
 
     sequences = pick_sequences(eval_set, cfg.variance_sequences, cfg.seed)
-    views = probe_views(cfg.strategy, cfg.views, cfg.rate)
+    views = probe_views(cfg.masking)
     return variance_terms(model, sequences, tokenizer, views=views, seed=cfg.seed)
 
 
@@ -338,19 +349,6 @@ def _backward(loss: Tensor) -> None:
                 "out of memory: lower --batch-size, raise --grad-accum or --max-length less"
             ) from None
         raise
-
-
-def _training_state(step: int, optimizer: Any, scheduler: Any, elapsed: float) -> dict[str, Any]:
-    state = {
-        "step": step,
-        "elapsed": elapsed,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    return state
 
 
 def _progress(cfg: TrainConfig, d: distributed.Dist, start: int) -> Any:

@@ -43,26 +43,22 @@ def evaluate_run(
 
 
 def _evaluate(run: RunDir, cfg: Any, mask_prob: float, random_prob: float, device: str) -> dict:
-    from femlm.data.blocks import build_blocks
-    from femlm.data.packing import VALIDATION_SPLIT_SEED
+    from femlm.data.blocks import run_blocks
     from femlm.data.tokenizer import load_tokenizer
     from femlm.model import build_model, pick_device
     from femlm.train.dist import Dist
     from femlm.train.evaluate import eval_batches_for, evaluate
 
     tokenizer = load_tokenizer(str(run.final))
-    blocks = build_blocks(
-        cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field,
-        cfg.validation_fraction, seed=VALIDATION_SPLIT_SEED, progress=False,
-    )  # fmt: skip
-    batches = eval_batches_for(cfg, tokenizer, blocks["validation"])
+    _, held_out = run_blocks(cfg, tokenizer, progress=False)
+    batches = eval_batches_for(cfg, tokenizer, held_out)
     dev = pick_device(device)
     model = build_model(str(run.final), tokenizer, cfg.max_length).to(dev)
     result = {
         "eval_loss": evaluate(model, batches, Dist(0, 1, dev)),
         "mask_prob": mask_prob, "random_prob": random_prob,
         "eval_rate": cfg.eval_rate, "eval_seed": cfg.eval_seed,
-        "sequences": min(cfg.eval_sequences, len(blocks["validation"])),
+        "sequences": min(cfg.eval_sequences, len(held_out)),
     }  # fmt: skip
     write_json(result, run.reevaluation(mask_prob, random_prob))
     return result

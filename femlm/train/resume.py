@@ -17,17 +17,14 @@ from typing import Any
 from femlm.config import TrainConfig
 from femlm.errors import FemlmError
 from femlm.runs import RunDir
-from femlm.schema import flatten_groups, load_config, read_config_file
+from femlm.schema import flatten_groups, load_config, read_config_file, training_invariant
 from femlm.train import checkpoint as ckpt
 
 log = logging.getLogger("femlm")
 
-# Where it runs, how it shows progress, and how often it saves and logs: none of
-# these changes the weights a resumed run ends with.
-FREE_ON_RESUME = frozenset(
-    {"out_dir", "threads", "progress", "device", "compile", "save_every", "keep_last", "log_every"}
-    | {"report_to", "gradient_checkpointing"}
-)
+# The settings marked affects_training=False on their fields (femlm.config): none of
+# them changes the weights a resumed run ends with, nor its record.
+FREE_ON_RESUME = training_invariant(TrainConfig)
 
 
 def config_for(config_path: str | None, overrides: dict[str, Any], resume: bool) -> TrainConfig:

@@ -12,7 +12,6 @@ The estimators, their bias and why they are unbiased are in docs/theory.md.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +20,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from femlm.config import VarianceConfig
-from femlm.data.packing import VALIDATION_SPLIT_SEED
 from femlm.errors import FemlmError
+from femlm.files import write_json
 from femlm.masking.keyed import KeyedGenerator, mix_ints
 from femlm.masking.samplers import apply_replacement, sample_masks
-from femlm.masking.strategies import ACROSS_EPOCHS, FULLY_EXPLORED, STRATEGIES, WORD_LEVEL
+from femlm.masking.strategies import ACROSS_EPOCHS, FULLY_EXPLORED, WORD_LEVEL, MaskingSpec
+from femlm.masking.strategies import strategy as registry_entry
+from femlm.variance.config import VarianceConfig
 from femlm.variance.gradients import (
     ViewGradients,
     Vocab,
@@ -68,8 +68,7 @@ def strategy_list(strategies: Sequence[str]) -> list[str]:
     Across epochs is measured through fully-explored's partition (its cycle is
     fully-explored's K views spread over K epochs), so it adds no arm of its own."""
     for s in strategies:
-        if s not in STRATEGIES:
-            raise FemlmError(f"unknown strategy {s!r}; choose from {', '.join(STRATEGIES)}")
+        registry_entry(s)  # a FemlmError naming the choices
     within = [s for s in strategies if s not in ACROSS_EPOCHS]
     return list(dict.fromkeys(["random", "fully-explored", *within]))
 
@@ -89,18 +88,21 @@ def draw_views(
     on the replacement setting, so both settings see the same positions.
     ``word_ids`` (``[L]``) make word-level strategies mask words, as in training.
     """
-    R, K, strategy = cfg.draws, cfg.views, arm.strategy
-    rate = None if strategy in FULLY_EXPLORED else arm.rate
+    R, K = cfg.draws, cfg.views
+    spec = MaskingSpec.resolve(
+        arm.strategy, K, None if arm.strategy in FULLY_EXPLORED else arm.rate,
+        cfg.mask_prob, cfg.random_prob,
+    )  # fmt: skip
     draws = torch.arange(R)
-    tag = STRATEGIES.index(strategy)
+    tag = spec.info.key  # stable: a new registry entry leaves old probes alone
     gen = KeyedGenerator(mix_ints(cfg.seed, 1, tag, key, draws))
     rows, keep = ids.expand(R, -1), maskable.expand(R, -1)
     words = None if word_ids is None else word_ids.expand(R, -1)
-    masks = sample_masks(rows, keep, strategy, K, rate, gen, words).transpose(0, 1)
+    masks = sample_masks(rows, keep, spec, generator=gen, word_ids=words).transpose(0, 1)
     rgen = KeyedGenerator(mix_ints(cfg.seed, 2, tag, key, draws))
     corrupted = apply_replacement(
         rows[:, None].expand(R, K, -1), masks, vocab.mask_id, vocab.size, vocab.special_ids,
-        cfg.mask_prob, cfg.random_prob, rgen,
+        spec.mask_prob, spec.random_prob, rgen,
     )  # fmt: skip
     return masks, corrupted
 
@@ -348,9 +350,9 @@ def _with_views(cfg: VarianceConfig) -> VarianceConfig:
 
 def load_probe(cfg: VarianceConfig) -> tuple[nn.Module, Any, list[Tensor]]:
     """The model (a preset initialised from ``cfg.seed``), its tokenizer and S probe sequences."""
-    from femlm.data.blocks import build_blocks
+    from femlm.data.blocks import run_blocks
     from femlm.data.tokenizer import load_tokenizer
-    from femlm.model import PRESETS, build_model
+    from femlm.model import PRESETS, build_model, tokenizer_source
 
     if cfg.tokenizer is None and cfg.model in PRESETS:
         raise FemlmError(f"preset {cfg.model!r} has no tokenizer of its own: pass --tokenizer DIR")
@@ -358,15 +360,12 @@ def load_probe(cfg: VarianceConfig) -> tuple[nn.Module, Any, list[Tensor]]:
         raise FemlmError(
             "no probe data: pass --data FILE ... (text, JSONL, Parquet or a saved dataset)"
         )
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
-    fraction = (
-        DEFAULT_VALIDATION_FRACTION if cfg.validation_fraction is None else cfg.validation_fraction
-    )
-    blocks = build_blocks(
-        cfg.data, tokenizer, cfg.max_length, cfg.cache_dir, cfg.text_field, fraction,
-        VALIDATION_SPLIT_SEED,
-    )  # fmt: skip
-    if cfg.split not in blocks or len(blocks[cfg.split]) < 3:
+    tokenizer = load_tokenizer(tokenizer_source(cfg.tokenizer, cfg.model))
+    if cfg.validation_fraction is None:
+        cfg = dataclasses.replace(cfg, validation_fraction=DEFAULT_VALIDATION_FRACTION)
+    train, held_out = run_blocks(cfg, tokenizer)
+    blocks = {"train": train, "validation": held_out}
+    if len(blocks[cfg.split]) < 3:
         raise FemlmError(
             f"split {cfg.split!r} holds fewer than 3 sequences; use more data or --split train"
         )
@@ -391,8 +390,7 @@ def run_variance(cfg: VarianceConfig) -> VarianceResult:
     result = analyse(model, sequences, tokenizer, cfg)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result.to_json(), indent=2) + "\n"
-    (out / "variance.json").write_text(text, encoding="utf-8")
+    write_json(result.to_json(), out / "variance.json")
     plot_variance(result, out / "variance_by_strategy.png")
     plot_hamming(result, out / "covariance_vs_hamming.png")
     return result

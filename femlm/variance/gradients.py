@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from femlm.errors import FemlmError
-from femlm.model import _encoder_and_head
+from femlm.model import encoder_and_head
 
 
 @dataclass
@@ -86,7 +86,7 @@ class _Predictor(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.parts = _encoder_and_head(model)
+        self.parts = encoder_and_head(model)
 
     def forward(self, ids: Tensor, positions: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
         if self.parts is not None:

@@ -8,7 +8,7 @@ from typing import Any
 from femlm.variance.results import Estimate, VarianceResult
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +27,7 @@ def _errors(estimates: list[Estimate]) -> tuple[list[float], list[list[float]]]:
 def plot_variance(result: VarianceResult, path: str | Path) -> None:
     """Mask variance by strategy (with and without replacement), and each K-view
     strategy's step variance beside its one-view baseline's."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [t.strategy for t in result.strategies]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     x = list(range(len(names)))
@@ -58,7 +58,7 @@ def plot_variance(result: VarianceResult, path: str | Path) -> None:
 
 def plot_hamming(result: VarianceResult, path: str | Path) -> None:
     """Normalised covariance of two views' centred gradients vs their Hamming distance."""
-    plt = _pyplot()
+    plt = pyplot()
     dist = list(result.hamming)
     values, err = _errors(list(result.hamming.values()))
     fig, ax = plt.subplots(figsize=(5, 4))

@@ -15,22 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from femlm.errors import FemlmError
-from femlm.masking.strategies import FULLY_EXPLORED
+from femlm.masking.strategies import FULLY_EXPLORED, REGISTRY
 
 LAYOUT = 2
 T = TypeVar("T")
 
-# The one-view strategy whose single mask has the same marginal distribution as
-# one view of a K-view strategy; strategies not listed are their own baseline.
-ONE_VIEW_BASELINE = {
-    "fully-explored": "random",
-    "fully-explored-contiguous": "random",
-    "fully-explored-span": "span",
-}
-
 
 def baseline_of(strategy: str) -> str:
-    return ONE_VIEW_BASELINE.get(strategy, strategy)
+    """The one-view strategy whose single mask has the marginal distribution of one
+    view of ``strategy`` (the registry's entry; a name it lacks is its own)."""
+    info = REGISTRY.get(strategy)
+    return info.baseline if info else strategy
 
 
 @dataclass(frozen=True)
