@@ -36,7 +36,8 @@ class Strategy:
     ``key`` keys the variance probe's masks: it is part of the recorded results, so
     an entry's key never changes and a new entry takes a new one. ``baseline`` is the
     one-view strategy whose single mask has the marginal distribution of one of its
-    views. ``default_probe``: compared by ``femlm variance`` unless told otherwise.
+    views. ``default_probe``: a partition strategy ``femlm variance`` compares unless
+    told otherwise (with its baseline and random, :data:`DEFAULT_PROBED`).
     """
 
     name: str
@@ -55,13 +56,13 @@ class Strategy:
 REGISTRY: dict[str, Strategy] = {
     s.name: s
     for s in (
-        Strategy("random", ONE_VIEW, False, "random", 0, True,
+        Strategy("random", ONE_VIEW, False, "random", 0, False,
                  "each view: exactly round(rate*n) positions, independently per view"),
         Strategy("random-bernoulli", ONE_VIEW, False, "random-bernoulli", 1, False,
                  "each position with probability rate (Hugging Face's collator)"),
         Strategy("whole-word", ONE_VIEW, True, "whole-word", 2, False,
                  "whole words up to the budget"),
-        Strategy("span", ONE_VIEW, True, "span", 3, True,
+        Strategy("span", ONE_VIEW, True, "span", 3, False,
                  "SpanBERT spans, geometric lengths, word-aligned when word ids are known"),
         Strategy("fully-explored", PARTITION, False, "random", 4, True,
                  "a random partition into K disjoint views"),
@@ -79,7 +80,10 @@ FULLY_EXPLORED = tuple(n for n, s in REGISTRY.items() if s.family == PARTITION)
 ACROSS_EPOCHS = tuple(n for n, s in REGISTRY.items() if s.family == ACROSS)
 PARTITIONED = FULLY_EXPLORED + ACROSS_EPOCHS
 WORD_LEVEL = tuple(n for n, s in REGISTRY.items() if s.word_level)
-DEFAULT_PROBED = [n for n, s in REGISTRY.items() if s.default_probe and s.family != ACROSS]
+# What femlm variance compares by default: random (the reference), the partition
+# strategies marked default_probe, then their one-view baselines.
+_PROBED = [n for n, s in REGISTRY.items() if s.default_probe and s.family == PARTITION]
+DEFAULT_PROBED = list(dict.fromkeys(["random", *_PROBED, *(REGISTRY[n].baseline for n in _PROBED)]))
 
 
 def strategy(name: str) -> Strategy:
