@@ -1,66 +1,82 @@
 #!/usr/bin/env bash
-# Re-creates everything behind docs/results.md: the experiment grids
-# (resumable: run it again after an interruption and finished runs are
-# skipped) and their reports under docs/results/NAME/. Hours on 2 CPU cores;
-# each config states its measured time. The general and domain corpora need a
-# Debian host: run `femlm data fetch` once first (docs/corpora.md). Two grids at a time with one thread each
-# is how the committed numbers were made (about 1.5x the throughput of one
-# grid on two threads on a 2-core machine):
-#   OMP_NUM_THREADS=1 bash scripts/results.sh scratch continual &
-#   OMP_NUM_THREADS=1 bash scripts/results.sh ablation adaptive
+# Re-creates the grids behind docs/results.md, one named recipe each:
+#   bash scripts/results.sh NAME [NAME ...]     e.g. tapt-epochs, tuned-tapt
+#   bash scripts/results.sh --list              every name, with what it needs
+# Each recipe prepares its corpus slices, runs its grid (resumable: run it again
+# after an interruption and finished runs are skipped), its references, and
+# publishes the report and per-run files into docs/results/NAME. Hours on 2 CPU
+# cores; each config states its measured time. Two grids side by side with one
+# torch thread each is how the committed numbers were made:
+#   OMP_NUM_THREADS=1 bash scripts/results.sh tapt-epochs & OMP_NUM_THREADS=1 bash scripts/results.sh rotary-continual
+# The general and domain corpora and the Debian task need a Debian host.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HEADLINE=(presets mini-presets rotary-scratch tapt-epochs rotary-continual tuned-tapt tuned-continual)
+HISTORY=(scratch ablation adaptive continual long calibrate long6k continual-long6k adaptive6k
+    adaptive-long6k ablation-long6k)
+
+if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
+    echo "headline grids (docs/results.md):"
+    for n in "${HEADLINE[@]}"; do echo "  $n: $(grep -m1 '^# Needs:' "$root/configs/$n.yaml" | cut -c3-)"; done
+    echo "history grids (docs/results/history.md): ${HISTORY[*]}"
+    [ $# -eq 0 ] && { echo "usage: bash scripts/results.sh NAME [NAME ...]" >&2; exit 2; }
+    exit 0
+fi
+
 source "$root/scripts/setup.sh"
 cd "$root"
-names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(scratch ablation adaptive continual long calibrate long6k
-    continual-long6k adaptive6k adaptive-long6k ablation-long6k)
-for name in "${names[@]}"; do
-    part=()  # adaptive6k: only seed 0 of two variants ran (both stayed on the plateau)
+C=$(python -c "from femlm.files import cache_root; print(cache_root())")
+
+slices() {  # the corpus slices the headline configs name (cheap; idempotent)
+    femlm data fetch --pip-only
+    [ -f "$C/corpora/domain.jsonl" ] || femlm data fetch --domain --tasks
+    head -n 3000 "$C/tasks/movies/train.jsonl" > "$C/tasks/movies/tapt-3000.jsonl"
+    head -n 2000 "$C/tasks/movies/train.jsonl" > "$C/tasks/movies/tapt-2000.jsonl"
+    tail -n +2001 "$C/tasks/movies/train.jsonl" > "$C/tasks/movies/tapt-2000-heldout.jsonl"
+    awk 'NR%80==1' "$C/corpora/domain.jsonl" > "$C/corpora/domain-1of80.jsonl"
+    awk 'NR%120==1' "$C/corpora/domain.jsonl" > "$C/corpora/domain-1of120.jsonl"
+    awk 'NR%40==21' "$C/corpora/domain.jsonl" > "$C/corpora/domain-21of40.jsonl"
+}
+
+random_init() {  # NAME TASK: the fine-tuning recipe on the untrained preset
+    femlm finetune --model tiny --tokenizer runs/bbc-tokenizer --task "$2" --seeds 0 1 2 \
+        --max-length 64 --metric macro_f1 --epochs 3 --patience 1 --max-train-examples 2000 \
+        --out "runs/$1/random-init-finetune-$2.json"
+}
+
+headline() {
+    local name=$1
+    slices
+    [ "$name" = presets ] || [ -d runs/presets/tiny/seed-2/final ] || femlm experiment configs/presets.yaml --no-report
+    femlm experiment "configs/$name.yaml" --no-report
+    case "$name" in
+        rotary-scratch|tapt-epochs) random_init "$name" movies ;;
+        rotary-continual) random_init "$name" debian ;;
+    esac
+    case "$name" in
+        presets) pairs=(--presets) ;;
+        tapt-epochs) pairs=(--pair fe-epochs standard-r7 --pair fully-explored standard) ;;
+        rotary-continual) pairs=(--pair fe-epochs standard-r7 --pair fully-explored standard) ;;
+        *) pairs=() ;;
+    esac
+    python scripts/publish_results.py "runs/$name" "docs/results/$name" ${pairs[@]+"${pairs[@]}"}
+}
+
+history() {  # the BERT-tiny grids, as they were run (docs/results/history.md)
+    local name=$1 part=()
     [ "$name" = adaptive6k ] && part=(--variants fully-explored standard --seeds 0)
     femlm experiment "configs/$name.yaml" --no-report ${part[@]+"${part[@]}"}
     femlm evaluate "runs/$name"  # every final model scored on hidden tokens (all [MASK])
-    case "$name" in
-        continual) start=runs/scratch/standard/seed-0/final ;;
-        continual-long6k) start=runs/long6k/standard/seed-0/final ;;
-        *) start= ;;
-    esac
-    if [ -n "$start" ]; then
-        # the reference: the start model fine-tuned without continual pre-training
-        for task in debian bbc movies; do
-            femlm finetune --model "$start" --task "$task" \
-                --lrs 3e-4 1e-3 --seeds 0 1 2 --epochs 3 --patience 1 --max-train-examples 2000 \
-                --max-length 128 --out "runs/$name-reference/finetune-$task.json"
-        done
-    fi
-    if [ "$name" = continual-long6k ]; then
-        # movies again with its full training set (the 2,000-example cap collapses it)
-        for run in runs/$name/*/seed-* runs/$name-reference; do
-            model="$run/final"; seeds=0
-            [ -d "$model" ] || { model="$start"; seeds="0 1 2"; }
-            # shellcheck disable=SC2086
-            femlm finetune --model "$model" --task movies --lrs 3e-4 1e-3 --seeds $seeds \
-                --epochs 3 --patience 1 --max-length 128 --out "$run/finetune-movies-full.json"
-        done
-        # and with the current recipe (up to 10 epochs, patience 3, lr 3e-4); its
-        # reference is adaptive-long6k's (the same start model and recipe)
-        for run in runs/$name/*/seed-*; do
-            femlm finetune --model "$run/final" --task movies --seeds 0 --lr 3e-4 \
-                --out "$run/finetune-movies-e10.json"
-        done
-    fi
-    if [ "$name" = adaptive-long6k ]; then
-        # references on movies with the runs' recipe: the start model without
-        # task-adaptive pre-training, and the same architecture without any
-        ref=runs/$name-reference
-        femlm finetune --model runs/long6k/standard/seed-0/final --task movies --seeds 0 1 2 \
-            --epochs 10 --patience 3 --lr 3e-4 --out "$ref/finetune-movies.json"
-        femlm finetune --model bert-tiny --tokenizer runs/scratch/tokenizer --dropout 0 --task movies \
-            --seeds 0 1 2 --epochs 10 --patience 3 --lr 3e-4 \
-            --out "$ref/finetune-movies-random-init.json"
-        femlm finetune --model runs/long6k/standard/seed-0/final --task debian --seeds 0 \
-            --lr 1e-3 --out "$ref/finetune-debian.json"
-    fi
-    # adaptive6k has one seed per variant: no report (docs/results.md gives its numbers)
     [ "$name" = adaptive6k ] || femlm report "runs/$name" --out "docs/results/$name"
+}
+
+for name in "$@"; do
+    if [[ " ${HEADLINE[*]} " == *" $name "* ]]; then
+        headline "$name"
+    elif [[ " ${HISTORY[*]} " == *" $name "* ]]; then
+        history "$name"
+    else
+        echo "results.sh: no grid named $name (bash scripts/results.sh --list)" >&2
+        exit 2
+    fi
 done

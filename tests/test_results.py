@@ -58,8 +58,11 @@ def test_a_report_row_becomes_a_paired_verdict():
     assert v.outcome == "tie"
 
 
+HISTORY = RESULTS / "history.md"
+
+
 def _summary_table() -> str:
-    text = (ROOT / "docs" / "results.md").read_text()
+    text = HISTORY.read_text()
     return text.split("## Where fully-explored masking wins, ties and loses")[1].split("\n## ")[0]
 
 
@@ -109,16 +112,32 @@ def test_reports_regenerate_from_their_committed_runs(grid, tmp_path):
     assert (tmp_path / "report.md").read_text() == (RESULTS / grid / "report.md").read_text()
 
 
-def test_this_rounds_numbers_are_in_the_files_each_row_links():
+def _numbers_are_in_linked_files(section: str, base: Path) -> int:
+    """Every "x ± y" of a table row is in a file of the folders its links (or the last
+    row's) name; returns how many numbers were checked."""
     import re
 
-    text = (ROOT / "docs" / "results.md").read_text()
-    section = text.split("## This round")[1].split("\n## ")[0]
     rows = [r for r in section.splitlines() if r.startswith("| ") and "|---" not in r][1:]
     folders: list[Path] = []
+    checked = 0
     for row in rows:
-        links = re.findall(r"\]\((results/[^)#]+)\)", row)
-        folders = sorted({(ROOT / "docs" / link).parent for link in links}) or folders
-        committed = "".join(f.read_text() for d in folders for f in d.rglob("*.md"))
+        links = [x for x in re.findall(r"\]\(([^)#]+)\)", row) if not x.startswith("http")]
+        folders = sorted({(base / link).parent for link in links}) or folders
+        committed = "".join(
+            f.read_text() for d in folders for f in d.rglob("*") if f.suffix in (".md", ".json")
+        )
         for number in re.findall(r"[+-]?\d+\.\d+ ± \d+\.\d+", row):
             assert number in committed, f"{number} is in no file of {folders}"
+            checked += 1
+    return checked
+
+
+def test_the_rotary_rounds_numbers_are_in_the_files_each_row_links():
+    section = HISTORY.read_text().split("## This round")[1].split("\n## ")[0]
+    assert _numbers_are_in_linked_files(section, RESULTS) > 20
+
+
+def test_the_summarys_numbers_are_in_the_files_each_row_links():
+    text = (ROOT / "docs" / "results.md").read_text()
+    assert len(text.splitlines()) <= 80, "docs/results.md is one screen; history goes to history.md"
+    assert _numbers_are_in_linked_files(text, ROOT / "docs") > 5
