@@ -65,7 +65,7 @@ def test_output_layout_labels_and_specials(tokenizer, features):
 
 
 def test_tensor_and_list_inputs_give_the_same_batch(tokenizer, features):
-    collator = MaskingCollator(tokenizer, strategy="span", views=2, seed=3)
+    collator = MaskingCollator(tokenizer, strategy="span", views=2, seed=3, epoch=0)
     as_tensors = [
         {"input_ids": torch.tensor(f["input_ids"]), "example_index": f["example_index"]}
         for f in features
@@ -75,9 +75,9 @@ def test_tensor_and_list_inputs_give_the_same_batch(tokenizer, features):
 
 
 def test_masks_depend_on_seed_epoch_and_index_only(tokenizer, features):
-    collator = MaskingCollator(tokenizer, strategy="random", views=3, seed=7)
+    collator = MaskingCollator(tokenizer, strategy="random", views=3, seed=7, epoch=0)
     whole = collator(features)
-    again = MaskingCollator(tokenizer, strategy="random", views=3, seed=7)(
+    again = MaskingCollator(tokenizer, strategy="random", views=3, seed=7, epoch=0)(
         [features[4], features[1]]
     )
     rows = lambda i: slice(3 * i, 3 * i + 3)  # noqa: E731
@@ -87,13 +87,13 @@ def test_masks_depend_on_seed_epoch_and_index_only(tokenizer, features):
         assert torch.equal(again["input_ids"][rows(pos), :n], whole["input_ids"][rows(i), :n])
     collator.set_epoch(1)
     assert not torch.equal(collator(features)["labels"], whole["labels"]), "new epoch, new masks"
-    other = MaskingCollator(tokenizer, strategy="random", views=3, seed=8)(features)
+    other = MaskingCollator(tokenizer, strategy="random", views=3, seed=8, epoch=0)(features)
     assert not torch.equal(other["labels"], whole["labels"]), "new seed, new masks"
 
 
 def test_without_an_index_masks_are_keyed_on_content(tokenizer, features):
     plain = [{"input_ids": f["input_ids"]} for f in features]
-    collator = MaskingCollator(tokenizer, strategy="fully-explored", views=3)
+    collator = MaskingCollator(tokenizer, strategy="fully-explored", views=3, epoch=0)
     whole = collator(plain)
     alone = collator([plain[3]])
     n = len(plain[3]["input_ids"])
@@ -113,7 +113,7 @@ class _Indexed(torch.utils.data.Dataset):
 
 @pytest.mark.parametrize("workers", [1, 4])
 def test_same_masks_with_any_number_of_workers(tokenizer, features, workers):
-    collator = MaskingCollator(tokenizer, strategy="fully-explored-span", views=3, seed=5)
+    collator = MaskingCollator(tokenizer, strategy="fully-explored-span", views=3, seed=5, epoch=0)
     data = _Indexed(features * 4)
     base = DataLoader(data, batch_size=5, collate_fn=collator, num_workers=0)
     multi = DataLoader(data, batch_size=5, collate_fn=collator, num_workers=workers)

@@ -2,7 +2,9 @@
 
 ``MaskingCollator`` pads a list of features and returns ``views`` masked copies
 of every sequence as adjacent rows (row = sequence * views + view), so all views
-of a sequence land in the same batch and therefore the same optimizer step.
+of a sequence land in the same batch and therefore the same optimizer step. With
+the fully-explored family a batch of B sequences is B*K rows: size the batch for
+K times the memory its sequence count suggests.
 
 Word-level strategies (``whole-word``, ``span``, ``fully-explored-span``) read
 each feature's ``word_ids`` when it has them (femlm's packed blocks store
@@ -10,14 +12,21 @@ them); otherwise the collator derives them from the token ids with the
 tokenizer's word markers (:mod:`femlm.data.words`), so whole-word masking works
 on any tokenised dataset.
 
-Masks are a pure function of (seed, epoch, example key, view). The example key
-is the feature's ``example_index`` field when present (the name is set by
-``index_key``); otherwise a hash of the sequence's token ids, so identical
-sequences share masks within an epoch. Either way they do not depend on which
-batch, worker or rank a sequence lands in. Call :meth:`MaskingCollator.set_epoch`
-(or use :func:`epoch_callback` with ``transformers.Trainer``) to draw fresh
-masks each epoch; non-persistent data-loader workers copy the collator when an
-epoch's iterator is created, so set the epoch before iterating.
+Two guarantees, by what the collator knows (docs/masking.md):
+
+* **keyed** (an epoch was given: ``epoch=``, :meth:`MaskingCollator.set_epoch`,
+  :func:`epoch_callback` or femlm's own loop): masks are a pure function of
+  (seed, epoch, example key, view), the same with any batch composition, number
+  of data-loader workers or ranks. The example key is the feature's
+  ``example_index`` (name set by ``index_key``), else a hash of its token ids.
+* **fresh** (no epoch, e.g. ``data_collator=`` alone in ``Trainer``): like
+  Hugging Face's collator, every call draws new masks from torch's global
+  generator (so ``transformers.set_seed`` fixes them, and each worker's own
+  generator makes them differ between epochs); ``fully-explored-epochs`` counts
+  each example's visits across workers and uses the visit as its epoch, so every
+  sequence still walks through its K groups.
+
+The epoch lives in shared memory, so ``set_epoch`` reaches persistent workers.
 """
 
 from __future__ import annotations
@@ -30,10 +39,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from femlm.errors import FemlmError
 from femlm.masking.keyed import KeyedGenerator, mix, mix_ints
 from femlm.masking.replacement import apply_replacement
 from femlm.masking.samplers import sample_masks
-from femlm.masking.strategies import MaskingSpec
+from femlm.masking.shared import SharedEpoch, VisitCounter
+from femlm.masking.strategies import ACROSS, MaskingSpec
 
 # Distinct streams so the mask draws and replacement draws never coincide.
 _MASK_STREAM = 1
@@ -49,13 +60,18 @@ class MaskingCollator:
         views: masked copies per sequence (fully-explored default: ``round(1/rate)``).
         rate: mask rate (default 0.15; for fully-explored ``1/views`` when only views is given).
         mask_prob, random_prob: replacement policy of masked positions (80/10/10 by default).
-        seed: base seed of every mask.
+        seed: base seed of every mask (default: drawn from torch's generator, so
+            ``transformers.set_seed`` decides it).
         pad_to_multiple_of: pad the length up to a multiple of this.
         index_key: feature field that holds a stable example index.
         return_view_info: add ``sequence_index`` and ``view_index`` (off by default:
             ``Trainer`` passes every key of the batch to ``forward``, which on
             transformers 4 rejects them).
         spec: a resolved :class:`MaskingSpec` instead of the five masking arguments.
+        epoch: key masks on this epoch from the start (keyed mode; see the module doc).
+        mlm, mlm_probability, return_tensors: Hugging Face's names; ``mlm=False`` is
+            refused (masked-LM only), ``mlm_probability`` is ``rate``, tensors are
+            ``"pt"`` or ``"np"``.
     """
 
     def __init__(
@@ -66,13 +82,26 @@ class MaskingCollator:
         rate: float | None = None,
         mask_prob: float = 0.8,
         random_prob: float = 0.1,
-        seed: int = 0,
+        seed: int | None = None,
         pad_to_multiple_of: int | None = None,
         index_key: str = "example_index",
         return_view_info: bool = False,
         spec: MaskingSpec | None = None,
+        epoch: int | None = None,
+        *,
+        mlm: bool = True,
+        mlm_probability: float | None = None,
+        return_tensors: str = "pt",
     ) -> None:
+        if not mlm:
+            raise FemlmError(
+                "MaskingCollator masks for a masked-LM; for causal-LM labels (mlm=False) use "
+                "transformers.DataCollatorForLanguageModeling(tokenizer, mlm=False)"
+            )
+        rate = _alias_rate(rate, mlm_probability)
         self.spec = spec or MaskingSpec.resolve(strategy, views, rate, mask_prob, random_prob)
+        if return_tensors not in ("pt", "np"):
+            raise FemlmError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
         if tokenizer.mask_token_id is None:
             raise ValueError("the tokenizer has no mask token; masked-LM training needs one")
         if tokenizer.pad_token_id is None:
@@ -80,14 +109,25 @@ class MaskingCollator:
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of must be positive, got {pad_to_multiple_of}")
         self.tokenizer = tokenizer
-        self.seed, self.epoch = seed, 0
+        # No seed: one drawn from torch's generator now, before any worker starts, so
+        # transformers.set_seed (or torch.manual_seed) decides the masks.
+        self.seed = int(torch.randint(0, 2**62, ())) if seed is None else int(seed)
+        self._epoch = SharedEpoch(epoch)
+        self._visits = VisitCounter() if self.spec.family == ACROSS and epoch is None else None
         self.pad_to_multiple_of = pad_to_multiple_of
         self.index_key = index_key
         self.return_view_info = return_view_info
+        self.return_tensors = return_tensors
+        self.mlm = True
         self.pad_id = tokenizer.pad_token_id
         self.mask_id = tokenizer.mask_token_id
         self.vocab_size = len(tokenizer)
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        if self.spec.random_prob > 0 and self.vocab_size <= len(self.special_ids):
+            raise FemlmError(
+                "every id of the tokenizer's vocabulary is a special token, so there is no "
+                "random token to replace with: pass random_prob=0"
+            )
         self._words: Any = None  # the tokenizer's word tables, built on first need
 
     @property
@@ -110,9 +150,19 @@ class MaskingCollator:
     def random_prob(self) -> float:
         return self.spec.random_prob
 
+    @property
+    def mlm_probability(self) -> float:
+        """Hugging Face's name of the mask rate."""
+        return self.spec.rate
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch masks are keyed on; None in fresh mode."""
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        """Key the next batches' masks on ``epoch``."""
-        self.epoch = int(epoch)
+        """Key the next batches' masks on ``epoch`` (in every data-loader worker too)."""
+        self._epoch.set(int(epoch))
 
     def pad(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
         """Stack features into padded ``[batch, length]`` tensors (and ``lengths [batch]``)."""
@@ -141,35 +191,49 @@ class MaskingCollator:
     def example_keys(
         self, features: Sequence[Mapping[str, Any]], ids: Tensor, lengths: Tensor
     ) -> Tensor:
-        """``[batch]`` int64 keys, one per example: (seed, epoch, index or content hash);
-        across epochs the K-epoch cycle stands for the epoch."""
+        """``[batch]`` int64 keys of the examples: their ``index_key`` field, else a hash
+        of their token ids."""
         if self.index_key in features[0]:
-            index = torch.tensor([int(f[self.index_key]) for f in features], dtype=torch.long)
-        else:
-            index = content_hash(ids, lengths)
-        epoch = self.row_epochs(features)
-        return mix_ints(self.seed, self.spec.cycle_of(epoch), index)
+            return torch.tensor([int(f[self.index_key]) for f in features], dtype=torch.long)
+        return content_hash(ids, lengths)
 
-    def row_epochs(self, features: Sequence[Mapping[str, Any]]) -> int | Tensor:
-        """The epoch masks are keyed on: :meth:`set_epoch`'s, or ``[batch]`` epochs when
-        the features carry their own (a step that crosses the end of an epoch)."""
-        if "epoch" not in features[0]:
-            return self.epoch
-        return torch.tensor([int(f["epoch"]) for f in features], dtype=torch.long)
+    def row_epochs(
+        self, features: Sequence[Mapping[str, Any]], examples: Tensor | None = None
+    ) -> int | Tensor | None:
+        """The epochs masks are keyed on: the features' own (a step across an epoch's
+        end), :meth:`set_epoch`'s, each example's visit number across epochs when no
+        epoch is known, or None (fresh masks)."""
+        if "epoch" in features[0]:
+            return torch.tensor([int(f["epoch"]) for f in features], dtype=torch.long)
+        epoch = self.epoch
+        if epoch is None and self._visits is not None and examples is not None:
+            return self._visits.visit(examples)
+        return epoch
 
-    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
+    def __call__(self, features: Sequence[Any]) -> dict[str, Any]:
         if not features:
             raise ValueError("cannot collate an empty list of features")
+        features = [f if isinstance(f, Mapping) else {"input_ids": f} for f in features]
         batch = self.pad(features)
-        keys = self.example_keys(features, batch["input_ids"], batch["lengths"])
-        return self.mask(batch, keys, self.row_epochs(features))
+        examples = self.example_keys(features, batch["input_ids"], batch["lengths"])
+        epoch = self.row_epochs(features, examples)
+        if epoch is None:  # fresh: new keys each call, one per row
+            salt = int(torch.randint(0, 2**62, ()))
+            keys = mix_ints(self.seed, salt, torch.arange(len(features)))
+        else:
+            keys = mix_ints(self.seed, self.spec.cycle_of(epoch), examples)
+        out = self.mask(batch, keys, 0 if epoch is None else epoch)
+        out |= _passed_through(features, self.spec.step_views, self.index_key)
+        if self.return_tensors == "np":
+            return {k: v.numpy() for k, v in out.items()}
+        return out
 
     def mask(
         self, batch: dict[str, Tensor], keys: Tensor, epoch: int | Tensor | None = None
     ) -> dict[str, Tensor]:
         """Draw the views, corrupt the inputs and build labels for a padded batch;
-        ``epoch``: an int or ``[batch]`` epochs (default :meth:`set_epoch`'s)."""
-        epoch = self.epoch if epoch is None else epoch
+        ``epoch``: an int or ``[batch]`` epochs (default :meth:`set_epoch`'s, else 0)."""
+        epoch = (self.epoch or 0) if epoch is None else epoch
         ids, valid = batch["input_ids"], batch["valid"]
         maskable = valid & batch["attention_mask"].bool()
         if "special_tokens_mask" in batch:
@@ -224,6 +288,40 @@ class MaskingCollator:
 
             self._words = WordStarts.of(self.tokenizer)
         return torch.from_numpy(self._words.word_ids(batch["input_ids"].numpy())).long()
+
+
+_OWN_KEYS = {"input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "word_ids"}
+_OWN_KEYS |= {"epoch", "labels"}  # labels: the masked-LM labels replace a feature's, as in HF
+
+
+def _passed_through(
+    features: Sequence[Mapping[str, Any]], views: int, index_key: str
+) -> dict[str, Tensor]:
+    """Every other feature key (``next_sentence_label``, another head's labels, the
+    ...) stacked and repeated once per view, as Hugging Face's collator
+    passes them on; a key whose values do not stack is an error naming it."""
+    out = {}
+    for key in features[0]:
+        if key in _OWN_KEYS or key == index_key:
+            continue
+        try:
+            values = torch.as_tensor(np.asarray([f[key] for f in features]))
+        except (ValueError, TypeError, KeyError):
+            raise FemlmError(
+                f"feature key {key!r} does not stack into a tensor (ragged or missing in "
+                "some features); drop it from the dataset or pad it first"
+            ) from None
+        out[key] = values.repeat_interleave(views, dim=0)
+    return out
+
+
+def _alias_rate(rate: float | None, mlm_probability: float | None) -> float | None:
+    """``mlm_probability`` is Hugging Face's name of ``rate``; both must agree."""
+    if mlm_probability is None:
+        return rate
+    if rate is not None and rate != mlm_probability:
+        raise FemlmError(f"rate={rate} and mlm_probability={mlm_probability} disagree; give one")
+    return mlm_probability
 
 
 def content_hash(ids: Tensor, lengths: Tensor) -> Tensor:

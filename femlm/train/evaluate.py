@@ -50,7 +50,7 @@ def _fixed_batches(
 ) -> list:
     collator = MaskingCollator(
         tokenizer, "random", 1, cfg.eval_rate, cfg.eval_mask_prob, cfg.eval_random_prob,
-        seed=seed, return_view_info=False,
+        seed=seed, epoch=0,
     )  # fmt: skip
     batches = []
     for k, start in enumerate(range(rows.start, rows.stop, EVAL_BATCH)):

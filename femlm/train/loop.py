@@ -148,7 +148,7 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         objective = torch.compile(objective)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    collator = MaskingCollator(tokenizer, spec=cfg.masking, seed=cfg.seed)
+    collator = MaskingCollator(tokenizer, spec=cfg.masking, seed=cfg.seed, epoch=0)
     eval_batches = eval_batches_for(cfg, tokenizer, eval_set, d.rank, d.world)
     test_batches = test_batches_for(cfg, tokenizer, eval_set, d.rank, d.world)
 
