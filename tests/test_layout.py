@@ -168,3 +168,20 @@ def test_every_pretraining_setting_says_whether_it_changes_the_run():
     assert free == FREE_ON_RESUME and free <= NOT_COMPARED  # one mark, both rules
     assert {"out_dir", "threads", "report_to", "grad_accum", "variance_every"} <= free
     assert not free & {"lr", "strategy", "data", "eval_sequences", "seed"}
+
+
+def test_the_package_ships_every_subpackage_and_one_version():
+    import tomllib
+
+    from setuptools import find_packages
+
+    import femlm
+
+    project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = set(find_packages(str(ROOT.parent), include=include))
+    on_disk = {_module_name(p.parent / "__init__.py") for p in ROOT.rglob("__init__.py")}
+    assert on_disk <= shipped, f"not in the wheel: {on_disk - shipped}"
+    assert "version" in project["project"]["dynamic"] and "version" not in project["project"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"]["attr"] == "femlm.__version__"
+    assert femlm.__version__
