@@ -106,8 +106,8 @@ def _run_experiment(opts: O.ExperimentOptions, args: argparse.Namespace) -> None
 
     exp = load_experiment(opts.config, opts.out_dir)
     folder = run_experiment(exp, opts.variants or None, opts.seeds or None)
-    print(summary(folder))
     if opts.report:
+        print(summary(folder))
         print(f"report: {write_report(folder)}")
 
 

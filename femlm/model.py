@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from femlm.errors import FemlmError
+from femlm.files import check_config_json
 
 log = logging.getLogger("femlm")
 
@@ -205,6 +206,7 @@ def local_config(path: str, what: str) -> Any:
     """The ``config.json`` of a local model folder, or a one-line FemlmError."""
     from transformers import AutoConfig
 
+    check_config_json(path)
     try:
         with quiet_transformers():
             return AutoConfig.from_pretrained(path, local_files_only=True)
@@ -225,6 +227,13 @@ def local_weights(auto_cls: Any, path: str, config: Any, what: str) -> tuple[nn.
             )  # fmt: skip
     except (OSError, ValueError, KeyError, SafetensorError) as err:
         raise FemlmError(f"cannot load {what} from {path!r}: {_first_line(err)}") from None
+    except RuntimeError as err:  # shapes in config.json that the weights do not have
+        if not any(w in str(err) for w in ("size mismatch", "mismatched", "shape")):
+            raise
+        raise FemlmError(
+            f"cannot load {what} from {path!r}: its config.json does not match its weights "
+            f"({_first_line(err)[:200]})"
+        ) from None
 
 
 def _first_line(err: Exception) -> str:

@@ -29,9 +29,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from femlm.errors import FemlmError
+from femlm.files import make_folder
 
 CONFIG_FILE = "femlm_config.json"
 _SEED = re.compile(r"^seed-(-?\d+)$")
+
+
+def check_component(name: str, what: str) -> str:
+    """``name`` if it is one safe path component (no separator, not ``.``/``..``, no
+    leading dot), else a FemlmError: variant and task names become folder and file
+    names, and must stay inside the experiment folder."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name.startswith(".")
+        or any(c in name for c in ("/", "\\", "\0"))
+    ):
+        raise FemlmError(
+            f"{what} {name!r} cannot name a file: use one path component without '/', "
+            "'\\' or a leading '.'"
+        )
+    return name
+
+
+def task_label(task: str) -> str:
+    """The name results of ``task`` are filed under: a built-in task's name, else the
+    file's or folder's stem, other characters as ``_`` (``/data/my task.jsonl`` ->
+    ``my_task``); femlm finetune and the grid both use it."""
+    stem = Path(task).stem if ("/" in task or "." in task) else task
+    return re.sub(r"[^\w.-]+", "_", stem).lstrip(".") or "task"
 
 
 @dataclass(frozen=True)
@@ -193,7 +219,7 @@ class RunLock:
             fd, depth = self._held[key]
             self._held[key] = (fd, depth + 1)
             return self
-        self.run.root.mkdir(parents=True, exist_ok=True)
+        make_folder(self.run.root, "run folder")
         fd = os.open(self.run.lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -237,6 +238,9 @@ def from_dict(cls: type, values: dict[str, Any]) -> Any:
     return cls(**checked)
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def check_type(key: str, value: Any, hint: Any) -> Any:
     """``value`` as the field's type: ints widen to floats, and a list of numbers may
     come as numbers or strings ("0 1 2", "0,1,2"); anything else must match."""
@@ -245,6 +249,8 @@ def check_type(key: str, value: Any, hint: Any) -> Any:
         return None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
     if kind is list:
         return _as_list(key, value, _item_type(hint))
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -32,7 +32,7 @@ from femlm.corpora.sources import (
     say,
 )
 from femlm.errors import FemlmError
-from femlm.files import cache_root, sha256_file
+from femlm.files import cache_root, make_folder, sha256_file
 
 # Bump when a parser changes so cached parts are rebuilt rather than trusted.
 PARSER_VERSION = 2
@@ -280,7 +280,7 @@ def fetch(
 
     start = time.monotonic()
     cache = _cache(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
+    make_folder(cache, "cache folder")
     groups = {g for g, on in (("general", general), ("domain", domain)) if on}
     if not (general or domain or tasks):
         groups = {"general", "domain"}

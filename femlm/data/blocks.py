@@ -38,7 +38,7 @@ from femlm.data.readers import (
 )
 from femlm.data.words import WordStarts
 from femlm.errors import FemlmError
-from femlm.files import cache_root, sha256_file
+from femlm.files import cache_root, make_folder, sha256_file
 
 log = logging.getLogger("femlm")
 
@@ -81,7 +81,7 @@ def build_blocks(
     if cached is not None:
         log.info("reusing cached blocks %s", final)
         return cached
-    root.mkdir(parents=True, exist_ok=True)
+    make_folder(root, "block cache")
     work = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         counts = {"documents": 0, "bad_utf8": 0}

@@ -8,6 +8,7 @@ recursively, in sorted order, for those.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import sys
@@ -15,6 +16,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from femlm.errors import FemlmError
+
+log = logging.getLogger("femlm")
 
 _KINDS = {
     ".txt": "text",
@@ -73,15 +76,43 @@ def _is_saved_dataset(path: pathlib.Path) -> bool:
 
 
 def _walk(folder: pathlib.Path) -> list[Source]:
+    """The corpus files under ``folder``, each real file once: a link inside the folder
+    is followed to its file (read once, however many links name it), a link leading
+    outside it is skipped with a warning, and a link to nothing is a FemlmError."""
+    top = folder.resolve()
     found: list[Source] = []
+    seen: set[pathlib.Path] = set()
+    for entry in _entries(folder):
+        real = entry.resolve()
+        if entry.is_symlink() and not real.is_relative_to(top):
+            log.warning("skipped %s: a link to %s, outside %s", entry, real, folder)
+            continue
+        if real in seen:
+            continue
+        seen.add(real)
+        found.append(
+            (_KINDS[entry.suffix.lower()], entry) if entry.is_file() else ("dataset", entry)
+        )
+    return found
+
+
+def _entries(folder: pathlib.Path) -> Iterator[pathlib.Path]:
+    """Corpus files and saved datasets below ``folder``, sorted, folders never entered
+    twice (a link to a folder is not followed: ``self -> .`` would loop)."""
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
+        if entry.is_symlink() and not entry.exists():
+            raise FemlmError(f"{entry} is a link to {os.readlink(entry)}, which does not exist")
         if entry.is_dir():
-            found.extend([("dataset", entry)] if _is_saved_dataset(entry) else _walk(entry))
+            if _is_saved_dataset(entry):
+                yield entry
+            elif entry.is_symlink():
+                log.warning("skipped %s: a link to a folder (not followed)", entry)
+            else:
+                yield from _entries(entry)
         elif entry.suffix.lower() in _KINDS:
-            found.append((_KINDS[entry.suffix.lower()], entry))
-    return found
+            yield entry
 
 
 def iter_documents(

@@ -18,6 +18,7 @@ from typing import Any
 
 from femlm.data.readers import iter_documents, progress_bar
 from femlm.errors import FemlmError
+from femlm.files import check_config_json
 
 log = logging.getLogger("femlm")
 
@@ -220,6 +221,7 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
             f"{str(path)!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); "
             "give --tokenizer DIR, or save the model's tokenizer into that folder"
         )
+    check_config_json(folder)  # a damaged config.json would be blamed on the tokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as err:  # transformers raises many types for a bad folder

@@ -24,7 +24,7 @@ from femlm.config import InputSettings, ReplacementSettings, TrainConfig, check_
 from femlm.errors import FemlmError
 from femlm.experiments.spec import RUNNER_KEYS, check_spec
 from femlm.files import cache_root, write_json
-from femlm.runs import ExperimentDir, RunDir, RunLock
+from femlm.runs import ExperimentDir, RunDir, RunLock, task_label
 from femlm.schema import from_dict, load_config, read_config_file
 from femlm.train.checkpoint import list_checkpoints
 
@@ -127,8 +127,11 @@ def load_experiment(path: str | os.PathLike, out_dir: str | None = None) -> Expe
     exp = Experiment.from_json(raw, default_name=Path(path).stem)
     if out_dir:
         exp.out_dir = Path(out_dir)
-    for variant in exp.runs:
-        run_config(exp, variant, exp.seeds[0])  # raises on unknown keys or bad types
+    for variant in exp.runs:  # unknown keys or bad types stop here, naming file and run
+        try:
+            run_config(exp, variant, seeds_of(exp, variant)[0])
+        except FemlmError as err:
+            raise FemlmError(f"{path}: run {variant!r}: {err}") from None
     return exp
 
 
@@ -204,11 +207,13 @@ def _prepare_tokenizer(exp: Experiment) -> None:
     if (out / "tokenizer.json").is_file():
         log.info("tokenizer %s exists, reusing it", out)
         return
-    from femlm.data.tokenizer import DEFAULT_VOCAB_SIZE, train_tokenizer
+    from femlm.data.tokenizer import train_tokenizer
+    from femlm.options import TokenizerOptions
 
+    opts = from_dict(TokenizerOptions, spec)  # every option of `femlm tokenizer train`
     train_tokenizer(
-        spec["data"], out, vocab_size=int(spec.get("vocab_size", DEFAULT_VOCAB_SIZE)),
-        min_frequency=int(spec.get("min_frequency", 2)), text_field=spec.get("text_field", "text"),
+        opts.data, out, vocab_size=opts.vocab_size, min_frequency=opts.min_frequency,
+        lowercase=not opts.cased, text_field=opts.text_field,
     )  # fmt: skip
 
 
@@ -261,7 +266,7 @@ def _finetune_once(exp: Experiment, folder: RunDir | Path) -> None:
 
     spec = {k: v for k, v in exp.finetune.items() if k not in RUNNER_KEYS}
     for task in spec.pop("tasks", []):
-        target = folder.finetune(task)
+        target = folder.finetune(task_label(task))
         if target.is_file():
             continue
         values = {**spec, "task": task, "model": str(folder.final), "out": str(target)}

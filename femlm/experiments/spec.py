@@ -15,6 +15,7 @@ from typing import Any
 from femlm.errors import FemlmError
 from femlm.finetune.config import FinetuneConfig
 from femlm.options import TokenizerOptions
+from femlm.runs import check_component
 from femlm.schema import from_dict
 from femlm.variance.config import VarianceConfig
 
@@ -57,6 +58,10 @@ def check_spec(raw: dict[str, Any], where: str) -> None:
     if not isinstance(runs, dict):
         fail(f"'runs' should map variant names to their settings, got {type(runs).__name__}")
     for name, settings in runs.items():
+        try:
+            check_component(str(name), "variant")
+        except FemlmError as err:
+            fail(str(err))
         if settings is not None and not isinstance(settings, dict):
             fail(f"run {name!r} should be a mapping of settings, got {settings!r}")
         if settings and "seeds" in settings:

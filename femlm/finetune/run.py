@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -22,7 +21,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from femlm.corpora.fetch import TASKS
 from femlm.errors import FemlmError
 from femlm.files import write_json
 from femlm.finetune.config import FinetuneConfig
@@ -43,7 +41,7 @@ from femlm.model import (
     tokenizer_source,
     uses_token_types,
 )
-from femlm.runs import RunDir
+from femlm.runs import RunDir, task_label
 from femlm.train.optim import adamw, warmup_then
 
 log = logging.getLogger("femlm")
@@ -226,8 +224,7 @@ def _check(cfg: FinetuneConfig) -> None:
 
 
 def task_name(cfg: FinetuneConfig) -> str:
-    name = cfg.task if cfg.task in TASKS else Path(cfg.task or "task").stem
-    return re.sub(r"[^\w.-]+", "_", name)
+    return task_label(cfg.task or "task")
 
 
 def finetune(cfg: FinetuneConfig) -> FinetuneResult:

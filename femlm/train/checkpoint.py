@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch import nn
 from femlm.errors import FemlmError
 from femlm.files import sha256_file
 from femlm.runs import CONFIG_FILE
-from femlm.train.export import HF_CONFIG, write_hf_config
+from femlm.train.export import HF_CONFIG, save_tokenizer_for, write_hf_config
 
 _NAME = re.compile(r"^step-(\d+)$")
 MODEL_FILE = "model.safetensors"
@@ -44,9 +45,16 @@ def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(
-    folder: Path, step: int, model: nn.Module, state: dict[str, Any], config: dict[str, Any]
+    folder: Path,
+    step: int,
+    model: nn.Module,
+    state: dict[str, Any],
+    config: dict[str, Any],
+    tokenizer: Any = None,
 ) -> Path:
-    """Write ``folder/step-NNNNNNN`` atomically; return its path."""
+    """Write ``folder/step-NNNNNNN`` atomically; return its path. With ``tokenizer``
+    the folder opens as a Trainer checkpoint does: ``AutoTokenizer`` and
+    ``AutoModelForMaskedLM.from_pretrained`` both read it."""
     final = folder / f"step-{step:07d}"
     tmp = folder / f".step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -59,6 +67,8 @@ def save_checkpoint(
     names = [MODEL_FILE, STATE_FILE, CONFIG_FILE]
     if write_hf_config(model, tmp):
         names.append(HF_CONFIG)
+    if tokenizer is not None:
+        save_tokenizer_for(tokenizer, model, tmp)
     files = {name: sha256_file(tmp / name) for name in names}
     (tmp / MANIFEST).write_text(json.dumps({"step": step, "sha256": files}, indent=2) + "\n")
     _fsync_tree(tmp)
@@ -108,6 +118,12 @@ def verify(path: Path) -> dict[str, Any]:
 def load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any]:
     """Verify, load the weights into ``model`` and return the training state."""
     verify(path)
+    if not (path / MODEL_FILE).is_file():
+        found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+        raise FemlmError(
+            f"checkpoint {path} has no {MODEL_FILE} (it holds {found}); femlm reads "
+            "safetensors weights only and never unpickles a pytorch_model.bin"
+        )
     tensors = load_file(str(path / MODEL_FILE))
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     tied = {n for n, _ in _tied_names(model)}
@@ -116,7 +132,14 @@ def load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any]:
             f"checkpoint {path} does not fit this model "
             f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})"
         )
-    return torch.load(path / STATE_FILE, weights_only=True, map_location="cpu")
+    try:
+        return torch.load(path / STATE_FILE, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise FemlmError(
+            f"checkpoint {path}: {STATE_FILE} is not a weights-only tensor file (nothing was "
+            f"unpickled): {first[:160]}"
+        ) from None
 
 
 def _tied_names(model: nn.Module) -> list[tuple[str, str]]:
@@ -144,6 +167,11 @@ def restore(
     """Load checkpoint ``start`` into the model, optimizer, scheduler, scaler and RNG;
     (step, elapsed)."""
     state = load_checkpoint(start, model)
+    missing = {"step", "optimizer", "scheduler", "rng"} - set(
+        state if isinstance(state, dict) else ()
+    )
+    if missing:
+        raise FemlmError(f"checkpoint {start}: {STATE_FILE} lacks {', '.join(sorted(missing))}")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if "scaler" in state:

@@ -156,7 +156,8 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         start = _broadcast_path(start)
     scaler = grad_scaler(cfg, d.device)
     step, elapsed = ckpt.restore(start, model, optimizer, scheduler, scaler) if start else (0, 0.0)
-    metrics = MetricsLog(out, d.main, step, cfg.report_to, to_dict(cfg))
+    # a fresh start keeps nothing of a run killed before its first checkpoint
+    metrics = MetricsLog(out, d.main, step if start else -1, cfg.report_to, to_dict(cfg))
     if d.main and step == 0:
         # The loss of predicting eval targets from training token frequencies:
         # a run that does not go well below it has learnt nothing but unigrams.
@@ -229,12 +230,33 @@ def _train_step(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> tuple[float
         loss_sum += float(loss.detach())
     if cfg.clip_grad > 0:
         run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the scaled ones
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
+        norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
+    elif not run.scaler.is_enabled():  # the norm alone: a factor of 1.0 changes no bit
+        norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), math.inf)
+    # fp16 overflows are the scaler's to skip; any other non-finite value ends the run
+    grads_ok = run.scaler.is_enabled() or math.isfinite(float(norm))
+    _stop_unless_finite(cfg, d, run.step + 1, loss_sum, grads_ok)
     run.scaler.step(run.optimizer)  # skipped when fp16 gradients overflowed
     run.scaler.update()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     return loss_sum, total, sum(b["input_ids"].numel() for b in micro) * d.world
+
+
+def _stop_unless_finite(
+    cfg: TrainConfig, d: distributed.Dist, step: int, loss: float, grads_ok: bool
+) -> None:
+    """A FemlmError, on every rank, when the step's loss or gradient norm is not finite:
+    the optimizer has not stepped, so the last checkpoint is the last good state."""
+    bad = d.sum([float(not (math.isfinite(loss) and grads_ok))])[0]
+    if not bad:
+        return
+    found = ckpt.list_checkpoints(RunDir(cfg.out_dir).checkpoints)
+    kept = f"its last good checkpoint is {found[-1].name}" if found else "no checkpoint was written"
+    raise FemlmError(
+        f"step {step}: the training loss or gradient norm is not finite (lr {cfg.lr:g}); the "
+        f"run stopped without final/ and {kept}: lower --lr, or check the data and --fp16/--bf16"
+    )
 
 
 def _log(cfg: TrainConfig, run: _Run, bar: Any, loss: float, rate: float) -> None:
@@ -290,7 +312,7 @@ def _checkpoint(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> None:
         state = ckpt.training_state(run.step, run.optimizer, run.scheduler, run.elapsed)
         if run.scaler.is_enabled():
             state["scaler"] = run.scaler.state_dict()
-        ckpt.save_checkpoint(ckpt_dir, run.step, run.model, state, to_dict(cfg))
+        ckpt.save_checkpoint(ckpt_dir, run.step, run.model, state, to_dict(cfg), run.tokenizer)
         ckpt.prune(ckpt_dir, cfg.keep_last)
     d.barrier()
 
