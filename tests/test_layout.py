@@ -172,7 +172,6 @@ def test_every_pretraining_setting_says_whether_it_changes_the_run():
 
 def test_the_package_ships_every_subpackage_and_one_version():
     import tomllib
-
     from setuptools import find_packages
 
     import femlm
