@@ -92,6 +92,11 @@ def _run_variance(opts: VarianceConfig, args: argparse.Namespace) -> None:
 def _run_finetune(opts: FinetuneConfig, args: argparse.Namespace) -> None:
     from femlm.finetune.run import finetune, format_table
 
+    if opts.method == "linear-probe":
+        from femlm.finetune.probe import format_probe, linear_probe
+
+        print(format_probe(linear_probe(opts)))
+        return
     if opts.checkpoints:
         from femlm.finetune.sweep import finetune_checkpoints, format_curve
 

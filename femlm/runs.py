@@ -11,6 +11,7 @@ A pre-training run folder (``femlm pretrain --out-dir RUN``, or one
     variance/ variance.json  the end-of-run variance probe: plots, then results
     finetune-<task>.json     downstream fine-tuning results
     finetune-checkpoints/    the same for every checkpoint (--checkpoints all)
+    probe-<task>.json        linear-probe results (frozen features, logistic regression)
     eval-mask<M>-random<R>.json  `femlm evaluate` re-scorings
     .lock                    held by the one process writing the folder
 
@@ -121,6 +122,14 @@ class RunDir:
         """``{task: path}`` of every fine-tuning result, sorted by task."""
         found = sorted(self.root.glob("finetune-*.json"))
         return {p.stem.removeprefix("finetune-"): p for p in found}
+
+    def probe(self, task: str) -> Path:
+        return self.root / f"probe-{task}.json"
+
+    def probe_results(self) -> dict[str, Path]:
+        """``{task: path}`` of every linear-probe result, sorted by task."""
+        found = sorted(self.root.glob("probe-*.json"))
+        return {p.stem.removeprefix("probe-"): p for p in found}
 
     def reevaluation(self, mask_prob: float, random_prob: float) -> Path:
         return self.root / f"eval-mask{mask_prob:g}-random{random_prob:g}.json"

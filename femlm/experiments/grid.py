@@ -42,6 +42,7 @@ class Experiment:
     tokenizer: dict[str, Any] | None = None
     finetune: dict[str, Any] | None = None
     variance: dict[str, Any] | None = None
+    probe: dict[str, Any] | None = None
     budget: str = ""
     starts: list[str] = field(default_factory=list)
     tuning: dict[str, list[int]] = field(default_factory=dict)
@@ -70,6 +71,7 @@ class Experiment:
             "finetune": self.finetune, "variance": self.variance,
         }  # fmt: skip
         optional = {"budget": self.budget, "starts": self.starts, "tuning": self.tuning}
+        optional["probe"] = self.probe
         return data | {k: v for k, v in optional.items() if v}
 
     @classmethod
@@ -90,6 +92,7 @@ class Experiment:
             tokenizer=data.get("tokenizer"),
             finetune=data.get("finetune"),
             variance=data.get("variance"),
+            probe=data.get("probe"),
             budget=str(data.get("budget", "")),
             starts=[str(p) for p in data.get("starts", [])],
             tuning=dict(data.get("tuning") or {}),
@@ -188,6 +191,8 @@ def run_experiment(
                 _variance_once(exp, folder)
             if _wanted(exp.finetune, variant, seed):
                 _finetune_once(exp, folder)
+            if _wanted(exp.probe, variant, seed):
+                _probe_once(exp, folder)
     return exp.out_dir
 
 
@@ -271,6 +276,20 @@ def _finetune_once(exp: Experiment, folder: RunDir | Path) -> None:
             continue
         values = {**spec, "task": task, "model": str(folder.final), "out": str(target)}
         finetune(from_dict(FinetuneConfig, values))
+
+
+def _probe_once(exp: Experiment, folder: RunDir | Path) -> None:
+    """The linear probe of the run's final model on each task of the ``probe`` section."""
+    folder = RunDir(folder)
+    from femlm.finetune.probe import FinetuneConfig, linear_probe
+
+    spec = {k: v for k, v in exp.probe.items() if k not in RUNNER_KEYS}
+    for task in spec.pop("tasks", []):
+        target = folder.probe(task_label(task))
+        if target.is_file():
+            continue
+        values = {**spec, "task": task, "model": str(folder.final), "out": str(target)}
+        linear_probe(from_dict(FinetuneConfig, {**values, "method": "linear-probe"}))
 
 
 def _append_json(path: Path, data: dict) -> None:

@@ -20,6 +20,7 @@ from femlm.schema import from_dict
 from femlm.variance.config import VarianceConfig
 
 TOP_KEYS = ("name", "out_dir", "seeds", "base", "runs", "tokenizer", "finetune", "variance")
+TOP_KEYS += ("probe",)
 TOP_KEYS += ("budget", "starts", "tuning")
 RUNNER_KEYS = ("variants", "pretrain_seeds")
 
@@ -49,7 +50,7 @@ def check_spec(raw: dict[str, Any], where: str) -> None:
             fail(f"'tuning' takes select_seeds and verdict_seeds, got {tuning!r}")
         for key, value in tuning.items():
             _int_list(value, f"tuning.{key}", fail)
-    for key in ("base", "tokenizer", "variance", "finetune"):
+    for key in ("base", "tokenizer", "variance", "finetune", "probe"):
         if raw.get(key) is not None and not isinstance(raw[key], dict):
             fail(f"{key!r} should be a mapping of settings, got {raw[key]!r}")
     runs = raw.get("runs")
@@ -75,7 +76,12 @@ def _check_sections(raw: dict[str, Any], variants: list[str], fail: Any) -> None
         if missing:
             fail(f"section 'tokenizer' needs {' and '.join(missing)}")
         _typed(TokenizerOptions, raw["tokenizer"], "tokenizer", fail)
-    for key, cls in (("variance", VarianceConfig), ("finetune", FinetuneConfig)):
+    sections = (
+        ("variance", VarianceConfig),
+        ("finetune", FinetuneConfig),
+        ("probe", FinetuneConfig),
+    )
+    for key, cls in sections:
         spec = dict(raw.get(key) or {})
         if not spec:
             continue
@@ -85,12 +91,12 @@ def _check_sections(raw: dict[str, Any], variants: list[str], fail: Any) -> None
         if "pretrain_seeds" in spec:
             _int_list(spec["pretrain_seeds"], f"{key}.pretrain_seeds", fail)
         settings = {k: v for k, v in spec.items() if k not in RUNNER_KEYS}
-        tasks = settings.pop("tasks", None) if key == "finetune" else None
-        _typed(cls, {**settings, "task": "x"} if key == "finetune" else settings, key, fail)
-        if key == "finetune" and (
+        tasks = settings.pop("tasks", None) if key != "variance" else None
+        _typed(cls, {**settings, "task": "x"} if key != "variance" else settings, key, fail)
+        if key != "variance" and (
             not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks)
         ):
-            fail(f"finetune.tasks should be a list of task names, got {tasks!r}")
+            fail(f"{key}.tasks should be a list of task names, got {tasks!r}")
 
 
 def _typed(cls: type, values: dict[str, Any], section: str, fail: Any) -> None:

@@ -46,6 +46,12 @@ class FinetuneConfig(Checked):
         "every seed (replaces lr)",
         bounds=Bounds(low=0, low_open=True),
     )
+    method: str = _f(
+        "finetune",
+        "finetune (every weight, seeded runs) or linear-probe (frozen mean-pooled features, "
+        "logistic regression; deterministic; docs/finetune.md)",
+        choices=("finetune", "linear-probe"),
+    )
     metric: str = _f(
         "accuracy",
         "dev score that chooses the learning rate and the early-stopping epoch: accuracy or "

@@ -42,6 +42,7 @@ class SeedRun:
     test_accuracy: float
     test_macro_f1: float
     seconds: float
+    collapsed: bool | None = None  # one class predicted for every test example (None: not recorded)
 
     def dev(self, metric: str) -> float | None:
         return getattr(self, f"dev_{metric}")
@@ -98,5 +99,63 @@ class FinetuneResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FinetuneResult:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_json(json.load(f))
+
+
+def collapse_note(runs: list[Any]) -> str:
+    """``collapsed to one class in k of n``, or "" when none did (or none was recorded)."""
+    known = [r.collapsed for r in runs if r.collapsed is not None]
+    k = sum(known)
+    return f"collapsed to one class in {k} of {len(known)}" if k else ""
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One linear probe: the chosen L2 penalty, dev and test scores. ``seed`` is the
+    initialisation seed of an untrained preset, None for a trained model."""
+
+    seed: int | None
+    l2: float
+    dev_accuracy: float
+    dev_macro_f1: float
+    test_accuracy: float
+    test_macro_f1: float
+    collapsed: bool
+    seconds: float
+    l2_search: list[dict[str, float]] = field(default_factory=list)
+
+    def test(self, metric: str) -> float:
+        return getattr(self, f"test_{metric}")
+
+
+@dataclass
+class ProbeResult:
+    """A linear probe of one model on one task (femlm.finetune.probe)."""
+
+    task: str
+    model: str
+    labels: list[str]
+    split: str
+    splits: dict[str, int]
+    metric: str
+    runs: list[ProbeRun]
+    out: str | None = None
+
+    def test(self, metric: str) -> Summary:
+        return Summary.of([r.test(metric) for r in self.runs])
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k != "out"}
+        return {"kind": "linear-probe", **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProbeResult:
+        values = {k: v for k, v in data.items() if k != "kind"}
+        values["runs"] = [ProbeRun(**r) for r in data["runs"]]
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ProbeResult:
         with open(path, encoding="utf-8") as f:
             return cls.from_json(json.load(f))

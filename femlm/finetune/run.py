@@ -25,7 +25,7 @@ from femlm.errors import FemlmError
 from femlm.files import write_json
 from femlm.finetune.config import FinetuneConfig
 from femlm.finetune.metrics import accuracy, dev_scores, macro_f1
-from femlm.finetune.results import FinetuneResult, SeedRun
+from femlm.finetune.results import FinetuneResult, SeedRun, collapse_note
 from femlm.finetune.tasks import PAIR_SEP, Row, label_order, load_task, subsample
 from femlm.model import (
     PRESETS,
@@ -191,7 +191,7 @@ def _run_seed(
         seed=seed, best_epoch=best_epoch, epochs_run=epoch,
         dev_accuracy=best_dev["accuracy"], dev_macro_f1=best_dev["macro_f1"],
         test_accuracy=accuracy(gold, pred), test_macro_f1=macro_f1(gold, pred),
-        seconds=round(time.perf_counter() - start, 2),
+        seconds=round(time.perf_counter() - start, 2), collapsed=len(set(pred)) == 1,
     )  # fmt: skip
 
 
@@ -343,6 +343,8 @@ def format_table(result: FinetuneResult) -> str:
         )
     acc, f1 = result.test_accuracy.show(), result.test_macro_f1.show()
     lines.append(f"test accuracy {acc}, macro-F1 {f1} over {len(result.runs)} seed(s)")
+    if note := collapse_note(result.runs):
+        lines.append(f"{note} seed(s): those runs predict a single class")
     if result.out:
         lines.append(f"saved to {result.out}")
     return "\n".join(lines)
