@@ -101,10 +101,12 @@ class Verdict:
     lower: int | None = None  # paired: seeds where a is lower
 
     @classmethod
-    def paired(cls, mean: float, sd: float, n: int, lower: int | None) -> Verdict:
+    def paired(
+        cls, mean: float, sd: float, n: int, lower: int | None, confidence: float = CONFIDENCE
+    ) -> Verdict:
         if n < 2:
             return cls("paired", mean, math.nan, 0, n, lower)
-        half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
+        half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
         return cls("paired", mean, half, n - 1, n, lower)
 
     @classmethod
@@ -133,14 +135,15 @@ class Verdict:
         return f"{what}, lower in {self.lower} of {self.n}"
 
 
-def t_test(a: dict[int, float], b: dict[int, float]) -> Verdict:
+def t_test(a: dict[int, float], b: dict[int, float], confidence: float = CONFIDENCE) -> Verdict:
     """The rule on per-seed values ``{seed: value}``: paired over shared seeds when at
-    least 2 are shared, else Welch on all."""
+    least 2 are shared, else Welch on all (``confidence`` other than 0.95: paired only,
+    e.g. a Bonferroni-corrected interval)."""
     shared = [s for s in a if s in b]
     if len(shared) >= 2:
         diffs = [a[s] - b[s] for s in shared]
         m, sd = mean_std(diffs)
-        return Verdict.paired(m, sd, len(diffs), sum(d < 0 for d in diffs))
+        return Verdict.paired(m, sd, len(diffs), sum(d < 0 for d in diffs), confidence)
     (ma, sa), (mb, sb) = mean_std(list(a.values())), mean_std(list(b.values()))
     return Verdict.welch(ma, sa, len(a), mb, sb, len(b))
 

@@ -63,3 +63,143 @@ def cell_of(config: dict[str, Any], name: str) -> tuple[float, str]:
     """(effective rate rounded, schedule): what a same-rate comparison holds fixed."""
     c = variant_config(config, name)
     return round(c.masking.rate, 3), c.schedule
+
+
+def _mean(values: dict[int, float], seeds: list[int]) -> float:
+    return statistics.fmean(values[s] for s in seeds)
+
+
+def _show(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4f}"
+
+
+def tuned_section(config: dict[str, Any], variants: dict[str, list[Run]]) -> list[str]:
+    """The protocol's tables: every cell's dev loss, each arm's best on dev, best against
+    best on test over the verdict seeds, and same rate against same rate."""
+    tuning = config.get("tuning") or {}
+    select, verdict = list(tuning.get("select_seeds", [])), list(tuning.get("verdict_seeds", []))
+    names = [n for n in (config.get("runs") or {}) if n in variants]
+    groups = arms(config, names)
+    lines = [
+        f"Choices on dev blocks over seeds {select}, verdicts on test blocks over seeds "
+        f"{verdict} (docs/protocol.md). Losses are final hidden-token losses; a difference "
+        "is the paired mean ± the half-width of its 95% t interval.",
+        "",
+        "| arm | variant | rate | schedule | lr | seeds | mean dev loss | mean test loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, members in groups.items():
+        for n in members:
+            c = variant_config(config, n)
+            dev, test = dev_by_seed(variants[n]), test_by_seed(variants[n])
+            mean_test = statistics.fmean(test.values()) if test else None
+            lines.append(
+                f"| {arm} | {n} | {c.masking.rate:.4f} | {c.schedule} | {c.lr:g} | "
+                f"{len(dev)} | {statistics.fmean(dev.values()):.4f} | {_show(mean_test)} |"
+            )
+    best = {arm: choose(members, variants, select) for arm, members in groups.items()}
+    lines += ["", *_best_against_best(best, variants, verdict, config), ""]
+    lines += _same_rate(config, groups, variants, select)
+    return lines
+
+
+def _best_against_best(
+    best: dict[str, str | None], variants: dict[str, list[Run]], seeds: list[int], config: dict
+) -> list[str]:
+    from femlm.report.stats import VERDICTS, t_test
+
+    chosen = {arm: n for arm, n in best.items() if n is not None}
+    lines = [
+        "Each arm's best on dev: "
+        + (
+            ", ".join(f"{a} `{n}`" for a, n in chosen.items())
+            or "not yet (selection seeds unfinished)"
+        )
+    ]
+    if "standard" not in chosen or len(chosen) < 2:
+        return lines
+    ref = {s: v for s, v in test_by_seed(variants[chosen["standard"]]).items() if s in seeds}
+    for arm, name in chosen.items():
+        if arm == "standard":
+            continue
+        mine = {s: v for s, v in test_by_seed(variants[name]).items() if s in seeds}
+        shared = sorted(set(mine) & set(ref))
+        if len(shared) < 2:
+            lines.append(
+                f"{arm} best against standard best: verdict seeds not finished ({len(shared)} of {len(seeds)})"
+            )
+            continue
+        t = t_test(mine, ref)
+        strict = t_test(mine, ref, confidence=0.975)
+        lines.append(
+            f"**{arm} best minus standard best, test loss: {t.text()} — {VERDICTS[t.outcome]}** "
+            f"(97.5%, Bonferroni over two settings: {VERDICTS[strict.outcome]}, ± {strict.half:.4f})"
+        )
+        lines.append(_per_start(mine, ref, config))
+        lines.append(_draws(variants[name], variants[chosen["standard"]], shared))
+    return lines
+
+
+def _per_start(mine: dict[int, float], ref: dict[int, float], config: dict) -> str:
+    starts = config.get("starts") or []
+    if not starts:
+        return ""
+    by: dict[int, list[float]] = {}
+    for s in sorted(set(mine) & set(ref)):
+        by.setdefault(s % len(starts), []).append(mine[s] - ref[s])
+    shown = ", ".join(
+        f"start {k}: {statistics.fmean(v):+.4f} (n={len(v)})" for k, v in sorted(by.items())
+    )
+    return f"Mean difference per start: {shown}."
+
+
+def _draws(a: list[Run], b: list[Run], seeds: list[int]) -> str:
+    """The same difference on each draw of test positions: the evaluation-sample spread."""
+    da = {r.seed: r.tests[-1][2] for r in a if r.tests}
+    db = {r.seed: r.tests[-1][2] for r in b if r.tests}
+    n = min((len(da[s]) for s in seeds if s in da), default=0)
+    parts = []
+    for k in range(n):
+        diffs = [da[s][k] - db[s][k] for s in seeds if s in da and s in db]
+        parts.append(f"draw {k + 1}: {statistics.fmean(diffs):+.4f}")
+    return f"By draw of test positions: {', '.join(parts)}." if parts else ""
+
+
+def _same_rate(
+    config: dict, groups: dict[str, list[str]], variants: dict[str, list[Run]], seeds: list[int]
+) -> list[str]:
+    from femlm.report.stats import VERDICTS, t_test
+
+    cells: dict[tuple[float, str], dict[str, str]] = {}
+    for arm, members in groups.items():
+        by_cell: dict[tuple[float, str], list[str]] = {}
+        for n in members:
+            by_cell.setdefault(cell_of(config, n), []).append(n)
+        for cell, names in by_cell.items():
+            if (chosen := choose(names, variants, seeds)) is not None:
+                cells.setdefault(cell, {})[arm] = chosen
+    rows = [c for c in sorted(cells) if "standard" in cells[c] and len(cells[c]) > 1]
+    if not rows:
+        return ["Same rate against same rate: not yet (the selection seeds are unfinished)."]
+    confidence = 1 - 0.05 / len(rows)
+    lines = [
+        f"Same rate against same rate (each arm's lr chosen on dev per cell; test, paired over "
+        f"seeds {seeds}; these seeds also chose the cells, so the table is descriptive; a row "
+        f"counts only where its {confidence:.2%} Bonferroni interval excludes 0):",
+        "",
+        "| rate | schedule | arm | its variant | minus standard's (test) | 95% verdict | Bonferroni |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for cell in rows:
+        ref = cells[cell]["standard"]
+        for arm, name in cells[cell].items():
+            if arm == "standard":
+                continue
+            a = {s: v for s, v in test_by_seed(variants[name]).items() if s in seeds}
+            b = {s: v for s, v in test_by_seed(variants[ref]).items() if s in seeds}
+            t, strict = t_test(a, b), t_test(a, b, confidence=confidence)
+            lines.append(
+                f"| {cell[0]:.4f} | {cell[1]} | {arm} | {name} vs {ref} | {t.text()} | "
+                f"{VERDICTS[t.outcome]} | {VERDICTS[strict.outcome]} (± {strict.half:.4f}) |"
+            )
+    return lines

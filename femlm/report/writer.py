@@ -36,6 +36,7 @@ from femlm.report.stats import (
     steps_to_reach,
     t_test,
 )
+from femlm.report.tuning import tuned_section
 from femlm.report.variance import ranking_check, variance_claims, variance_section
 from femlm.runs import ExperimentDir
 
@@ -204,6 +205,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md += ["", *eval_note(folder), *unfinished_note(folder), "## Efficiency", "", *eff_lines, ""]
     md += [f"![validation loss vs steps]({plots[0].name})", ""]
     md += [f"![validation loss vs time]({plots[1].name})", ""]
+    if config.get("tuning"):
+        md += ["## Tuned against tuned", "", *tuned_section(config, variants), ""]
     md += ["## Every comparison", "", *comparisons_section(variants, baseline, who.fe)]
     md += [*pairs_section(config, variants), ""]
     md += ["## Ablations", "", *ablation_section(variants, baseline, config, out)]
