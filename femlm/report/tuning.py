@@ -199,7 +199,7 @@ def _same_rate(
             b = {s: v for s, v in test_by_seed(variants[ref]).items() if s in seeds}
             t, strict = t_test(a, b), t_test(a, b, confidence=confidence)
             lines.append(
-                f"| {cell[0]:.4f} | {cell[1]} | {arm} | {name} vs {ref} | {t.text()} | "
+                f"| {cell[0]:.3f} | {cell[1]} | {arm} | {name} vs {ref} | {t.text()} | "
                 f"{VERDICTS[t.outcome]} | {VERDICTS[strict.outcome]} (± {strict.half:.4f}) |"
             )
     return lines

@@ -1,0 +1,65 @@
+"""Tuned against tuned: each arm's best is chosen on dev over the selection seeds, and
+only the test losses of the verdict seeds judge best against best."""
+
+from __future__ import annotations
+
+import json
+
+from femlm.report.runs import load_runs
+from femlm.report.tuning import arms, choose, tuned_section
+
+RUNS = {
+    "std-r7-lr1": {"strategy": "random", "views": 1, "rate": 0.142857, "lr": 0.001},
+    "std-r7-lr5": {"strategy": "random", "views": 1, "rate": 0.142857, "lr": 0.0005},
+    "fe-K7-lr1": {"strategy": "fully-explored-epochs", "views": 7, "lr": 0.001},
+    "fe-K7-lr5": {"strategy": "fully-explored-epochs", "views": 7, "lr": 0.0005},
+}
+
+
+def _grid(root, losses):
+    """losses: {variant: {seed: (dev, test)}}"""
+    root.mkdir(parents=True)
+    spec = {"base": {"schedule": "constant"}, "runs": RUNS, "starts": ["a", "b", "c"]}
+    spec["tuning"] = {"select_seeds": [0, 1, 2], "verdict_seeds": [3, 4, 5]}
+    (root / "experiment.json").write_text(json.dumps(spec))
+    for variant, by_seed in losses.items():
+        for seed, (dev, test) in by_seed.items():
+            folder = root / variant / f"seed-{seed}"
+            folder.mkdir(parents=True)
+            rows = [
+                {
+                    "step": 10,
+                    "eval_loss": dev,
+                    "test_loss": test,
+                    "test_losses": [test - 0.01, test + 0.01],
+                }
+            ]
+            (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            (folder / "final").mkdir()
+    return spec
+
+
+def test_the_best_is_chosen_on_dev_and_judged_on_the_verdict_seeds_test(tmp_path):
+    # fe's lr5 is best on dev but worst on test: the choice must not look at test
+    losses = {
+        "std-r7-lr1": {s: (5.0, 5.1) for s in range(6)},
+        "std-r7-lr5": {s: (5.1, 5.0) for s in range(3)},
+        "fe-K7-lr1": {s: (4.95, 4.9) for s in range(3)},
+        "fe-K7-lr5": {s: (4.90 + 0.001 * s, 5.3) for s in range(6)},
+    }
+    spec = _grid(tmp_path / "g", losses)
+    variants = load_runs(tmp_path / "g")
+    groups = arms(spec, RUNS)
+    assert groups == {
+        "standard": ["std-r7-lr1", "std-r7-lr5"],
+        "fully-explored-epochs": ["fe-K7-lr1", "fe-K7-lr5"],
+    }
+    assert choose(groups["fully-explored-epochs"], variants, [0, 1, 2]) == "fe-K7-lr5"
+    assert choose(groups["standard"], variants, [0, 1, 2]) == "std-r7-lr1"
+    assert choose(groups["standard"], variants, [0, 5]) == "std-r7-lr1"  # lr5 lacks seed 5
+    text = "\n".join(tuned_section(spec, variants))
+    assert "fully-explored-epochs best minus standard best, test loss: +0.2000" in text
+    assert "worse" in text.split("best minus standard best")[1].split("\n")[0]
+    assert "draw 1: +0.2000, draw 2: +0.2000" in text
+    assert "start 0: +0.2000 (n=1)" in text
+    assert "| 0.143 | constant | fully-explored-epochs |" in text
