@@ -134,7 +134,8 @@ def _run_evaluate(opts: O.EvaluateOptions, args: argparse.Namespace) -> None:
 def _run_demo(opts: O.DemoOptions, args: argparse.Namespace) -> None:
     from femlm.experiments.demo import DEMO_STEPS, run_demo
 
-    run_demo(opts.out_dir, opts.cache_dir, tuple(opts.seeds), opts.steps or DEMO_STEPS)
+    steps = opts.steps or DEMO_STEPS
+    run_demo(opts.out_dir, opts.cache_dir, tuple(opts.seeds), steps, opts.adapt_steps)
 
 
 # (words, options, run, reads --config, help, description); "data fetch" and

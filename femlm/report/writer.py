@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 
 from femlm.errors import FemlmError
-from femlm.report.downstream import downstream_claims, downstream_table
+from femlm.report.downstream import downstream_claims, downstream_table, probe_table
 from femlm.report.pairs import Roles, pairs_section, roles
 from femlm.report.plots import ablation_section, plot_curves, plot_variance_steps
 from femlm.report.runs import (
@@ -71,12 +71,17 @@ def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[lis
     return lines, numbers
 
 
+def test_finals(runs: list[Run]) -> dict[int, float]:
+    return {r.seed: r.test for r in runs if r.test is not None}
+
+
 def comparison_table(
-    variants: dict[str, list[Run]], reference: str, label: str = "final val loss"
+    variants: dict[str, list[Run]], reference: str, label: str = "final val loss", values=finals
 ) -> list[str]:
     """Every other variant against ``reference``: the mean difference, its 95% t
-    interval (paired by seed where seeds are shared) and the verdict."""
-    ref = finals(variants[reference])
+    interval (paired by seed where seeds are shared) and the verdict, on ``values``
+    (each run's final dev loss, or :func:`test_finals`)."""
+    ref = values(variants[reference])
     lines = [
         f"| variant | {label} | mean minus `{reference}`'s | difference ± 95% interval "
         "(test), seeds lower | verdict |",
@@ -85,7 +90,7 @@ def comparison_table(
     for name, runs in variants.items():
         if name == reference:
             continue
-        mine = finals(runs)
+        mine = values(runs)
         t = t_test(mine, ref)
         lines.append(
             f"| {name} | {fmt(list(mine.values()), 4)} | "
@@ -108,6 +113,14 @@ def comparisons_section(variants: dict[str, list[Run]], baseline: str, fe: str |
     if fe is not None and baseline != fe:
         lines += [f"Each variant against `{fe}`:", ""]
         lines += [*comparison_table(variants, fe), ""]
+    if all(r.test is not None for runs in variants.values() for r in runs):
+        lines += [
+            "On the test blocks (held-out positions no choice was made on; the mean over "
+            "their draws), each variant against the baseline:",
+            "",
+            *comparison_table(variants, baseline, "final test loss", test_finals),
+            "",
+        ]
     return lines
 
 
@@ -213,6 +226,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     if rescored := reevaluation_section(variants, baseline, who.fe):
         md += ["## Re-evaluation with another replacement policy", "", *rescored]
     md += ["## Downstream", "", *downstream_table(variants, folder), ""]
+    if probes := probe_table(variants, folder):
+        md += ["### Linear probes (frozen encoders)", "", *probes, ""]
     md += ["## Gradient variance", "", *variance_section(variants, folder, out), ""]
     over_steps = plot_variance_steps(variants, out)
     if over_steps:

@@ -161,7 +161,8 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
     if d.main and step == 0:
         # The loss of predicting eval targets from training token frequencies:
         # a run that does not go well below it has learnt nothing but unigrams.
-        metrics.write(step=0, unigram_loss=unigram_loss(train_set, eval_batches, len(tokenizer)))
+        unigram = unigram_loss(train_set, eval_batches, len(tokenizer))
+        metrics.write(step=0, unigram_loss=unigram, train_blocks=len(train_set))
     if d.main:
         if step == 0:  # a resumed run keeps the record it was started with
             save_config(cfg, out.config)
