@@ -97,7 +97,7 @@ class DemoOptions(Checked):
 
     out_dir: str = _f("runs/demo", "demo folder")
     cache_dir: str | None = _f(None, "data cache (default $FEMLM_CACHE or ~/.cache/femlm)")
-    seeds: list[int] = _f([0, 1], "pre-training seeds")
+    seeds: list[int] = _f([0], "act 1's pre-training seeds")
     steps: int | None = _f(
         None, "pre-training steps per run (default: the demo's calibrated budget)", bounds=POSITIVE
     )

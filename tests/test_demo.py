@@ -77,7 +77,7 @@ def test_demo_runs_both_acts_and_ends_on_their_verdicts(tmp_path, monkeypatch, c
     )
     lines = (act2 / "data" / "train.jsonl").read_text().splitlines()
     assert len(lines) == 40 and set(json.loads(lines[0])) == {"text"}, "text only, no labels"
-    assert "act 1, within a step" in out and "fully-explored vs standard:" in out
+    assert "act 1, within a step" in out and "fully-explored minus standard:" in out
     assert (
         "act 2, across epochs" in out
         and "fully-explored-epochs vs standard, test-block loss" in out

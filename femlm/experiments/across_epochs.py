@@ -27,30 +27,31 @@ from femlm.runs import ExperimentDir
 ACT = "across-epochs"
 VIEWS = 4  # rate 1/K = 0.25
 # Movie-review training snippets (text only): the first TRAIN_SNIPPETS are the
-# task corpus (~500 blocks of 64 tokens), the last HELD_OUT ones the held-out
+# task corpus (~240 blocks of 64 tokens), the last HELD_OUT ones the held-out
 # blocks, split into dev (the curves) and test (the verdict) by the loop.
-TRAIN_SNIPPETS, HELD_OUT = 1000, 1500
+TRAIN_SNIPPETS, HELD_OUT = 500, 1500
 ADAPT = {
     "base": {
         "max_length": 64,
         "batch_size": 28,
-        "max_steps": 500,  # ~28 epochs of the task corpus: 7 cycles of K = 4
-        "warmup_steps": 25,
+        "max_steps": 250,  # ~29 epochs of the task corpus: 7 cycles of K = 4
+        "warmup_steps": 13,
         "schedule": "linear",
         "lr": 1e-3,
         "weight_decay": 0.01,
         "epoch_tail": "wrap",
         "validation_fraction": 0.0,
-        "eval_every": 100,
+        "eval_every": 125,
         "eval_sequences": 256,
         "eval_rate": 0.15,
         "eval_mask_prob": 1.0,
         "eval_random_prob": 0.0,
         "test_sequences": 512,
         "test_draws": 2,
-        "save_every": 100,
+        "save_every": 125,
         "log_every": 50,
         "threads": 1,
+        "progress": False,  # the processes write logs; the demo reports runs done
     },
     # The same rate (1/K) and the same compute: only how masks repeat differs.
     "runs": {
@@ -65,6 +66,7 @@ ADAPT = {
         "max_length": 64,
         "seeds": [0, 1, 2],  # initialisation seeds of the untrained reference
         "threads": 1,
+        "progress": False,
     },
 }
 START = ("standard", 0)  # the act-1 run every adaptation starts from
