@@ -34,21 +34,21 @@ ADAPT = {
     "base": {
         "max_length": 64,
         "batch_size": 28,
-        "max_steps": 250,  # ~29 epochs of the task corpus: 7 cycles of K = 4
-        "warmup_steps": 13,
+        "max_steps": 200,  # ~24 epochs of the task corpus: 6 cycles of K = 4
+        "warmup_steps": 10,
         "schedule": "linear",
         "lr": 1e-3,
         "weight_decay": 0.01,
         "epoch_tail": "wrap",
         "validation_fraction": 0.0,
-        "eval_every": 125,
+        "eval_every": 100,
         "eval_sequences": 256,
         "eval_rate": 0.15,
         "eval_mask_prob": 1.0,
         "eval_random_prob": 0.0,
         "test_sequences": 512,
         "test_draws": 2,
-        "save_every": 125,
+        "save_every": 100,
         "log_every": 50,
         "threads": 1,
         "progress": False,  # the processes write logs; the demo reports runs done
@@ -62,7 +62,7 @@ ADAPT = {
     "probe": {
         "tasks": ["movies"],
         "metric": "macro_f1",
-        "max_train_examples": 2000,
+        "max_train_examples": 1000,
         "max_length": 64,
         "seeds": [0, 1, 2],  # initialisation seeds of the untrained reference
         "threads": 1,
@@ -133,6 +133,7 @@ def reference_probes(exp: Experiment, tokenizer: Path, preset: str) -> dict[str,
     from femlm.schema import from_dict
 
     spec = {k: v for k, v in ADAPT["probe"].items() if k != "tasks"}
+    spec["threads"] = None  # nothing else runs now: torch's own thread count
     if exp.probe and exp.probe.get("cache_dir"):
         spec["cache_dir"] = exp.probe["cache_dir"]
     task = ADAPT["probe"]["tasks"][0]

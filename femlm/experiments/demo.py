@@ -31,22 +31,22 @@ log = logging.getLogger("femlm")
 
 # The rotary tiny preset leaves the unigram plateau on hidden tokens by step ~400 of
 # 28 rows of 64 tokens (BERT-tiny, the old default, was still on it at 2,500:
-# docs/results.md, presets); 800 steps keep act 1 within the demo's 15 minutes on
+# docs/results.md, presets); 600 steps keep act 1 within the demo's 15 minutes on
 # 2 cores (one seed per variant: two seeds settled nothing, the t quantile at 1 df
 # being 12.7; the 5-seed grids are docs/results.md).
-DEMO_STEPS = 800
+DEMO_STEPS = 600
 DEMO = {
     "base": {
         "model": "tiny",
         "max_length": 64,
         "max_steps": DEMO_STEPS,
-        "warmup_steps": 80,
+        "warmup_steps": 60,
         "lr": 2e-3,
         "schedule": "linear",
         "validation_fraction": 0.05,
         "eval_every": 100,
         "eval_sequences": 256,
-        "save_every": 250,
+        "save_every": 200,
         "log_every": 50,
         "threads": 1,
         "progress": False,  # the processes write logs; the demo reports runs done
@@ -59,8 +59,8 @@ DEMO = {
         "standard": {"strategy": "random", "views": 1, "rate": 0.15, "batch_size": 28},
     },
     "variance": {
-        "sequences": 16,
-        "draws": 4,
+        "sequences": 8,
+        "draws": 2,
         "bootstrap": 200,
         "batch_size": 4,  # the runs' B, for the implied step variance
         "strategies": ["random", "fully-explored"],
