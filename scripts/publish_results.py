@@ -4,8 +4,8 @@
 
 copies ``experiment.json`` and, for every ``<variant>/seed-<s>/`` run, its
 ``femlm_config.json``, ``metrics.jsonl``, ``timing.json``, ``variance.json`` and
-``finetune-*.json`` (never weights), and the experiment's random-initialisation
-fine-tuning reference (``random-init-finetune-<task>.json``), then writes ``report.md`` and its plots with
+``finetune-*.json`` and ``probe-*.json`` (never weights), and the experiment's
+references (``random-init-finetune-<task>.json``, ``probe-*.json``), then writes ``report.md`` and its plots with
 ``femlm report``. With ``--presets`` it also writes ``table.md`` and
 ``table.json``: per preset, the steps to 0.3 and 1.0 nats below the unigram
 baseline and the training throughput, over seeds.
@@ -37,13 +37,15 @@ def copy_runs(src: Path, dest: Path) -> int:
     if exp.spec.is_file():
         shutil.copyfile(exp.spec, ExperimentDir(dest).spec)
     copied = 0
-    for reference in sorted(src.glob("random-init-finetune-*.json")):
+    references = [*src.glob("random-init-finetune-*.json"), *src.glob("probe-*.json")]
+    for reference in sorted(references):
         shutil.copyfile(reference, dest / reference.name)
         copied += 1
     for variant, run in exp.runs():
         target = ExperimentDir(dest).run(variant, run.seed).root
         target.mkdir(parents=True, exist_ok=True)
-        for f in [*(run.root / n for n in SMALL), *run.finetune_results().values()]:
+        small = [*(run.root / n for n in SMALL), *run.finetune_results().values()]
+        for f in [*small, *run.probe_results().values()]:
             if f.is_file():
                 shutil.copyfile(f, target / f.name)
                 copied += 1
