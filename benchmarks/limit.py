@@ -1,0 +1,265 @@
+"""femlm's training step against this CPU's practical limit, at real sizes.
+
+    python benchmarks/limit.py [--sizes tiny mini small] [--lengths 128 512] [--threads 1]
+
+Per (preset, length), in a fresh process each (so its peak resident memory is its
+own, read by the parent from wait4):
+
+* femlm's loop (``pretrain``: standard masking at 0.15, AdamW, grad clipping),
+  the median tokens/s over the logged steps after two warm-up steps;
+* the training FLOP of a token, counted from the model's shapes: 3 x (forward
+  matmuls) with forward = L x (8H^2 + 4HI + 4TH) per token plus the head only at
+  the predicted positions, r x (2H^2 + 2HV) (``mlm_loss_sum``);
+* a matrix-multiply microbenchmark of the same model's own forward shapes
+  (projections, feed-forward, attention scores and values, the head), timed in
+  the same process: the practical limit of this CPU for this model;
+* achieved FLOP/s (tokens/s x FLOP/token) and its ratio to that limit.
+
+Then bf16 autocast against fp32 (femlm's ``bf16`` setting) and BERT's SDPA
+attention against eager (RoFormer, femlm's rotary presets, has no SDPA path in
+transformers), each measured, never assumed. Prints the CPU model and the flags
+that decide bf16 (avx512_bf16, amx_bf16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+RATE, VOCAB, TOKENS_PER_STEP = 0.15, 30522, 3584  # 28 x 128 = 7 x 512
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """The CPU model and which of the flags that matter for bf16 it has."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln), "?"
+    )
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
+    )
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")
+    return model, [f for f in wanted if f in flags]
+
+
+def flop_per_token(
+    layers: int, hidden: int, inter: int, length: int, vocab: int, rate: float
+) -> float:
+    """Training FLOP of one input token (multiply-adds x 2; backward = 2 x forward)."""
+    body = layers * (8 * hidden**2 + 4 * hidden * inter + 4 * length * hidden)
+    head = rate * (2 * hidden**2 + 2 * hidden * vocab)
+    return 3.0 * (body + head)
+
+
+def matmul_limit(
+    layers: int,
+    hidden: int,
+    inter: int,
+    heads: int,
+    length: int,
+    rows: int,
+    vocab: int,
+    rate: float,
+    dtype: torch.dtype = torch.float32,
+    repeats: int = 3,
+) -> float:
+    """FLOP/s of the model's own forward matmuls on this CPU: each shape timed alone
+    (best of ``repeats``), weighted by how often a step runs it (L times a layer's,
+    once the head's): sum(count x FLOP) / sum(count x seconds)."""
+    n, d, b = rows * length, hidden // heads, rows * heads
+    masked = max(1, round(rate * n))
+    mm = [(layers, (n, hidden), (hidden, 3 * hidden)), (layers, (n, hidden), (hidden, hidden)),
+          (layers, (n, hidden), (hidden, inter)), (layers, (n, inter), (inter, hidden)),
+          (1, (masked, hidden), (hidden, hidden)), (1, (masked, hidden), (hidden, vocab))]  # fmt: skip
+    ops = [(c, 2 * x[0] * x[1] * y[1], torch.randn(x, dtype=dtype), torch.randn(y, dtype=dtype))
+           for c, x, y in mm]  # fmt: skip
+    scores = (torch.randn(b, length, d, dtype=dtype), torch.randn(b, d, length, dtype=dtype))
+    values = (torch.randn(b, length, length, dtype=dtype), torch.randn(b, length, d, dtype=dtype))
+    ops += [
+        (layers, 2 * b * length * length * d, *scores),
+        (layers, 2 * b * length * length * d, *values),
+    ]
+    flops = seconds = 0.0
+    for count, f, x, y in ops:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.matmul(x, y)
+            best = min(best, time.perf_counter() - t0)
+        flops, seconds = flops + count * f, seconds + count * best
+    return flops / seconds
+
+
+def one(
+    size: str, length: int, threads: int, steps: int, bf16: bool,
+    device: str = "cpu", compile: bool = False, tokens: int = TOKENS_PER_STEP,
+) -> dict:  # fmt: skip
+    """femlm's loop and the matmul limit for one configuration (run in a child process)."""
+    sys.path.insert(0, str(HERE))
+    from synthetic import made_up_corpus, made_up_tokenizer
+
+    from femlm.config import TrainConfig
+    from femlm.model import PRESETS
+    from femlm.train.loop import pretrain
+
+    torch.set_num_threads(threads)
+    p = PRESETS[size]
+    rows = tokens // length
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        made_up_tokenizer(tmp / "tok", VOCAB)
+        made_up_corpus(tmp / "corpus.txt", docs=rows * (steps + 2) * length // 40, vocab=VOCAB)
+        cfg = TrainConfig(
+            data=[str(tmp / "corpus.txt")], tokenizer=str(tmp / "tok"), model=size,
+            max_length=length, batch_size=rows, rate=RATE, max_steps=steps, warmup_steps=1,
+            eval_every=0, eval_sequences=8, save_every=0, log_every=1, out_dir=str(tmp / "run"),
+            cache_dir=str(tmp / "cache"), progress=False, threads=threads, bf16=bf16,
+            device=device, compile=compile, validation_fraction=0.02,
+        )  # fmt: skip
+        pretrain(cfg)
+        rates = [
+            json.loads(x).get("tokens_per_s")
+            for x in (tmp / "run" / "metrics.jsonl").read_text().splitlines()
+        ]
+    tokens_per_s = statistics.median([r for r in rates if r][2:])
+    fpt = flop_per_token(p.layers, p.hidden, p.intermediate, length, VOCAB, RATE)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    limit = (  # a GPU's limit is its spec sheet's peak (scripts/gpu_check.py)
+        matmul_limit(p.layers, p.hidden, p.intermediate, p.heads, length, rows, VOCAB, RATE, dtype)
+        if device == "cpu"
+        else None
+    )
+    return {"size": size, "length": length, "rows": rows, "bf16": bf16, "tokens_per_s": tokens_per_s,
+            "flop_per_token": fpt, "achieved_flops": tokens_per_s * fpt, "matmul_flops": limit}  # fmt: skip
+
+
+def attention(size: str, length: int, threads: int, steps: int, impl: str) -> dict:
+    """fwd + bwd + AdamW of the BERT preset on one pre-masked batch, eager or SDPA."""
+    sys.path.insert(0, str(HERE))
+    from synthetic import made_up_tokenizer
+    from transformers import AutoModelForMaskedLM
+
+    from femlm.masking.collator import MaskingCollator
+    from femlm.model import mlm_loss_sum, preset_config
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as d:
+        tok = made_up_tokenizer(Path(d) / "tok", VOCAB)
+    torch.manual_seed(0)
+    config = preset_config(f"bert-{size}", tok, length)
+    model = AutoModelForMaskedLM.from_config(config, attn_implementation=impl)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rows = TOKENS_PER_STEP // length
+    feats = [
+        {"input_ids": torch.randint(5, VOCAB, (length,)), "example_index": i} for i in range(rows)
+    ]
+    batch = MaskingCollator(tok, strategy="random", rate=RATE, return_view_info=False)(feats)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss, count = mlm_loss_sum(model, batch)
+        (loss / count).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    return {"size": f"bert-{size}", "length": length, "attention": impl,
+            "tokens_per_s": rows * length / statistics.median(times[2:])}  # fmt: skip
+
+
+def child(kind: str, *args: str, threads: int, steps: int) -> dict:
+    """Run one measurement in a fresh process; its result and its peak resident memory."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        *args,
+        "--threads",
+        str(threads),
+        "--steps",
+        str(steps),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    out = proc.stdout.read().decode()
+    if status != 0:
+        raise SystemExit(f"{kind} {' '.join(args)} failed (status {status})")
+    return {**json.loads(out.strip().splitlines()[-1]), "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "mini", "small"])
+    parser.add_argument("--lengths", nargs="+", type=int, default=[128, 512])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=8, help="logged steps per configuration")
+    parser.add_argument(
+        "--bf16-sizes", nargs="*", default=["tiny"], help="bf16 against fp32 at 128"
+    )
+    parser.add_argument(
+        "--attention-size", default="mini", help="the BERT preset for SDPA vs eager"
+    )
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write every row to this JSON file")
+    args = parser.parse_args()
+    if args.child:
+        kind, size, length, flag = args.child
+        if kind == "loop":
+            row = one(size, int(length), args.threads, args.steps, flag == "bf16")
+        else:
+            row = attention(size, int(length), args.threads, args.steps, flag)
+        print(json.dumps(row))
+        return
+    model, flags = cpu_description()
+    kw = {"threads": args.threads, "steps": args.steps}
+    print(
+        f"# {model}; flags: {' '.join(flags)}; {args.threads} thread(s), torch {torch.__version__}"
+    )
+    print(f"# {TOKENS_PER_STEP} tokens a step (28 x 128 or 7 x 512), rate {RATE}, vocab {VOCAB}")
+    rows = [child("loop", s, str(n), "fp32", **kw) for s in args.sizes for n in args.lengths]
+    print(f"{'preset':8s} {'len':>4s} {'tokens/s':>9s} {'GFLOP/tok':>9s} {'GFLOP/s':>8s} "
+          f"{'matmul GFLOP/s':>14s} {'ratio':>6s} {'peak MiB':>9s}")  # fmt: skip
+    for r in rows:
+        r["ratio"] = r["achieved_flops"] / r["matmul_flops"]
+        print(f"{r['size']:8s} {r['length']:4d} {r['tokens_per_s']:9,.0f} {r['flop_per_token'] / 1e9:9.4f} "
+              f"{r['achieved_flops'] / 1e9:8.1f} {r['matmul_flops'] / 1e9:14.1f} {r['ratio']:6.2f} "
+              f"{r['peak_rss_mib']:9,.0f}")  # fmt: skip
+    bf16 = [child("loop", s, "128", "bf16", **kw) for s in args.bf16_sizes if 128 in args.lengths]
+    print("\nbf16 autocast against fp32 (femlm's loop, 128 tokens):")
+    for r in bf16:
+        fp32 = next(x for x in rows if x["size"] == r["size"] and x["length"] == 128)
+        print(f"  {r['size']:8s} bf16 {r['tokens_per_s']:9,.0f} tokens/s = {r['tokens_per_s'] / fp32['tokens_per_s']:.2f} x fp32; "
+              f"bf16 matmul limit {r['matmul_flops'] / 1e9:.1f} GFLOP/s = {r['matmul_flops'] / fp32['matmul_flops']:.2f} x fp32's")  # fmt: skip
+    attn = [
+        child("attention", args.attention_size, str(n), impl, **kw)
+        for n in args.lengths
+        for impl in ("eager", "sdpa")
+    ]
+    print(f"\nattention on BERT-{args.attention_size} (a bare fwd + bwd + AdamW step):")
+    for n in args.lengths:
+        e, s = (
+            next(r for r in attn if r["length"] == n and r["attention"] == i)
+            for i in ("eager", "sdpa")
+        )
+        print(f"  {n:4d} tokens: eager {e['tokens_per_s']:8,.0f}, sdpa {s['tokens_per_s']:8,.0f} tokens/s: sdpa / eager {s['tokens_per_s'] / e['tokens_per_s']:.2f}")  # fmt: skip
+    lows = [f"{r['size']}-{r['length']}" for r in rows if r["ratio"] < 0.5]
+    print(f"\nbelow half of the practical limit: {', '.join(lows) or 'none'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": model, "flags": flags, "threads": args.threads,
+                                               "torch": torch.__version__, "fp32": rows, "bf16": bf16,
+                                               "attention": attn}, indent=2) + "\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
