@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,7 +105,7 @@ def one(
 ) -> dict:  # fmt: skip
     """femlm's loop and the matmul limit for one configuration (run in a child process)."""
     sys.path.insert(0, str(HERE))
-    from synthetic import made_up_corpus, made_up_tokenizer
+    from synthetic import made_up_corpus, made_up_tokenizer, median_logged_rate
 
     from femlm.config import TrainConfig
     from femlm.model import PRESETS
@@ -127,11 +126,7 @@ def one(
             device=device, compile=compile, validation_fraction=0.02,
         )  # fmt: skip
         pretrain(cfg)
-        rates = [
-            json.loads(x).get("tokens_per_s")
-            for x in (tmp / "run" / "metrics.jsonl").read_text().splitlines()
-        ]
-    tokens_per_s = statistics.median([r for r in rates if r][2:])
+        tokens_per_s = median_logged_rate(tmp / "run" / "metrics.jsonl")
     fpt = flop_per_token(p.layers, p.hidden, p.intermediate, length, VOCAB, RATE)
     dtype = torch.bfloat16 if bf16 else torch.float32
     limit = (  # a GPU's limit is its spec sheet's peak (scripts/gpu_check.py)
@@ -146,11 +141,11 @@ def one(
 def attention(size: str, length: int, threads: int, steps: int, impl: str) -> dict:
     """fwd + bwd + AdamW of the BERT preset on one pre-masked batch, eager or SDPA."""
     sys.path.insert(0, str(HERE))
-    from synthetic import made_up_tokenizer
+    from synthetic import made_up_tokenizer, median_step_seconds
     from transformers import AutoModelForMaskedLM
 
     from femlm.masking.collator import MaskingCollator
-    from femlm.model import mlm_loss_sum, preset_config
+    from femlm.model import preset_config
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as d:
@@ -164,16 +159,9 @@ def attention(size: str, length: int, threads: int, steps: int, impl: str) -> di
         {"input_ids": torch.randint(5, VOCAB, (length,)), "example_index": i} for i in range(rows)
     ]
     batch = MaskingCollator(tok, strategy="random", rate=RATE, return_view_info=False)(feats)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        loss, count = mlm_loss_sum(model, batch)
-        (loss / count).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
+    seconds = median_step_seconds(model, opt, batch, steps)
     return {"size": f"bert-{size}", "length": length, "attention": impl,
-            "tokens_per_s": rows * length / statistics.median(times[2:])}  # fmt: skip
+            "tokens_per_s": rows * length / seconds}  # fmt: skip
 
 
 def child(kind: str, *args: str, threads: int, steps: int) -> dict:

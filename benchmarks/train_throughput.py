@@ -11,18 +11,17 @@ over the steps after two warm-up steps), then the ratios, last.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from synthetic import made_up_corpus, made_up_tokenizer
+from synthetic import made_up_corpus, made_up_tokenizer, median_logged_rate, median_step_seconds
 
 from femlm.config import TrainConfig
 from femlm.masking.collator import MaskingCollator
-from femlm.model import build_model, mlm_loss_sum
+from femlm.model import build_model
 from femlm.train.loop import pretrain
 
 VOCAB = 30522
@@ -38,10 +37,7 @@ def _femlm(tmp: Path, tok_dir: Path, corpus: Path, args) -> float:
         cache_dir=str(tmp / "cache"), progress=False, threads=args.threads,
     )  # fmt: skip
     pretrain(cfg)
-    rates = [
-        json.loads(x).get("tokens_per_s") for x in (out / "metrics.jsonl").read_text().splitlines()
-    ]
-    return statistics.median([r for r in rates if r][2:])
+    return median_logged_rate(out / "metrics.jsonl")
 
 
 def _bare(tok, args) -> float:
@@ -54,16 +50,7 @@ def _bare(tok, args) -> float:
         for i in range(args.batch)
     ]
     batch = MaskingCollator(tok, views=args.views, return_view_info=False)(feats)
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        loss, count = mlm_loss_sum(model, batch)
-        (loss / count).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
-    return batch["input_ids"].numel() / statistics.median(times[2:])
+    return batch["input_ids"].numel() / median_step_seconds(model, opt, batch, args.steps, clip=1.0)
 
 
 def _hf(tmp: Path, tok, args) -> float:

@@ -14,6 +14,7 @@ from femlm.finetune.results import ProbeResult, collapse_note
 from femlm.report.pairs import roles
 from femlm.report.runs import Run, load_runs, pick_baseline, read_config, variant_spec
 from femlm.report.stats import Verdict, finals, mean_std, t_test
+from femlm.report.tuning import arms, test_by_seed
 
 # t_test(a, b).outcome is a's side of b; for a loss lower is better, for a score higher.
 LOSS_WORDS = {"lower": "better", "higher": "worse", "tie": "no difference beyond noise"}
@@ -66,9 +67,9 @@ def act1_lines(folder: Path) -> list[str]:
 
 def _arms(variants: dict[str, list[Run]], cfg: dict) -> tuple[str, str] | None:
     """(the fully-explored-epochs variant, the standard one) of act 2, by their settings."""
-    by = {variant_spec(cfg, n).strategy: n for n in variants}
-    if "fully-explored-epochs" in by and "random" in by:
-        return by["fully-explored-epochs"], by["random"]
+    found = arms(cfg, variants)
+    if "fully-explored-epochs" in found and "standard" in found:
+        return found["fully-explored-epochs"][0], found["standard"][0]
     return None
 
 
@@ -76,10 +77,10 @@ def act2_lines(folder: Path) -> list[str]:
     """Across epochs: fully-explored-epochs against standard on the test blocks."""
     variants = load_runs(folder)
     cfg = read_config(folder)
-    arms = _arms(variants, cfg)
-    if arms is None:
+    pair = _arms(variants, cfg)
+    if pair is None:
         return []
-    fe, std = arms
+    fe, std = pair
     runs = variants[std]
     blocks, steps = runs[0].train_blocks, runs[0].evals[-1][0]
     rows = int(cfg["base"].get("batch_size", 0))
@@ -89,9 +90,8 @@ def act2_lines(folder: Path) -> list[str]:
         f"act 2, across epochs (femlm's finding): {blocks or '?'} movie-review blocks{seen}, "
         f"{_count(len(runs), 'seed')}, rate {rate:.3g} both, equal compute"
     ]
-    a = {r.seed: r.test for r in variants[fe] if r.test is not None}
-    b = {r.seed: r.test for r in runs if r.test is not None}
-    if len(a) and len(b):
+    a, b = test_by_seed(variants[fe]), test_by_seed(runs)
+    if a and b:
         v = t_test(a, b)
         means = f"{sum(a.values()) / len(a):.3f} vs {sum(b.values()) / len(b):.3f}"
         lines.append(
@@ -116,13 +116,13 @@ def downstream_lines(folder: Path, references: dict[str, Path]) -> list[str]:
     """The act-2 models' linear probes, paired by seed, read against the start's and
     random initialisation's (with how many initialisations collapsed to one class)."""
     variants = load_runs(folder)
-    arms = _arms(variants, read_config(folder))
+    pair = _arms(variants, read_config(folder))
     probes = [p for rs in variants.values() for r in rs for p in r.probes.values()]
-    if arms is None or not probes:
+    if pair is None or not probes:
         return []
     task, metric = probes[0].task, probes[0].metric
-    fe, std = arms
-    a, b = (_probe_scores(variants[n], task, metric) for n in arms)
+    fe, std = pair
+    a, b = (_probe_scores(variants[n], task, metric) for n in pair)
     if not a or not b:
         return []
     v: Verdict = t_test(a, b)

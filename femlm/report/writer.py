@@ -36,7 +36,7 @@ from femlm.report.stats import (
     steps_to_reach,
     t_test,
 )
-from femlm.report.tuning import tuned_section
+from femlm.report.tuning import test_by_seed, tuned_section
 from femlm.report.variance import ranking_check, variance_claims, variance_section
 from femlm.runs import ExperimentDir
 
@@ -71,16 +71,12 @@ def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[lis
     return lines, numbers
 
 
-def test_finals(runs: list[Run]) -> dict[int, float]:
-    return {r.seed: r.test for r in runs if r.test is not None}
-
-
 def comparison_table(
     variants: dict[str, list[Run]], reference: str, label: str = "final val loss", values=finals
 ) -> list[str]:
     """Every other variant against ``reference``: the mean difference, its 95% t
     interval (paired by seed where seeds are shared) and the verdict, on ``values``
-    (each run's final dev loss, or :func:`test_finals`)."""
+    (each run's final dev loss, or its test loss: :func:`test_by_seed`)."""
     ref = values(variants[reference])
     lines = [
         f"| variant | {label} | mean minus `{reference}`'s | difference ± 95% interval "
@@ -118,7 +114,7 @@ def comparisons_section(variants: dict[str, list[Run]], baseline: str, fe: str |
             "On the test blocks (held-out positions no choice was made on; the mean over "
             "their draws), each variant against the baseline:",
             "",
-            *comparison_table(variants, baseline, "final test loss", test_finals),
+            *comparison_table(variants, baseline, "final test loss", test_by_seed),
             "",
         ]
     return lines
