@@ -173,10 +173,11 @@ def tapt_pair(check: Check, dry: bool) -> None:
         tok = {"data": base["data"], "output": str(root / "tokenizer"), "vocab_size": 8192}
     else:
         tok = None
+    runs = {"standard": DEMO["runs"]["standard"]}
+    source = {"name": "pretrain-small", "base": base, "runs": runs}
     pre = Experiment(
-        "pretrain-small", root / "pretrain", [0], base, {"standard": DEMO["runs"]["standard"]}
+        "pretrain-small", root / "pretrain", [0], base, runs, tokenizer=tok, source=source
     )
-    pre.tokenizer, pre.source = tok, {"name": "pretrain-small", "base": base, "runs": pre.runs}
     run_experiment(pre)
     adapt = across_epochs.adaptation_experiment(
         root / "pretrain", task_dir("movies") / "train.jsonl", None

@@ -117,7 +117,7 @@ def fit(rows: list[dict], key: str) -> dict:
     out["slope_params"] = {"value": float(beta[1]), "low": float(beta[1] - 1.96 * sd_b),
                            "high": float(beta[1] + 1.96 * sd_b)}  # fmt: skip
     for length in (128, 512):  # where the trend reaches 1 (FE's step variance = standard's)
-        if beta[1] < 0:
+        if key.endswith("step_variance") and beta[1] < 0:
             at = math.exp((-beta[0] - beta[2] * math.log(length)) / beta[1])
             out[f"crossing_params_{length}"] = at
     for length in (128, 512):
@@ -160,7 +160,7 @@ def table(rows: list[dict], fits: dict) -> list[str]:
             a, b, c = f["coef"]
             pred = ", ".join(f"{n} tokens {_ci(f[f'bert_base_{n}'])}" for n in (128, 512))
             cross = [f"{n}: {f[f'crossing_params_{n}']:.3g} parameters" for n in (128, 512)
-                     if f"crossing_params_{n}" in f and key.endswith("step_variance")]  # fmt: skip
+                     if f"crossing_params_{n}" in f]  # fmt: skip
             lines.append(
                 f"- `{key}` ({subset} points, {f['points']}): log ratio = {a:.3f} "
                 f"{b:+.4f} log(parameters) {c:+.4f} log(length); slope in parameters "

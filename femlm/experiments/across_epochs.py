@@ -110,18 +110,17 @@ def adaptation_experiment(
         base["max_steps"] = steps
     if cache_dir:
         base["cache_dir"] = str(Path(cache_dir) / "blocks")
-    probe = dict(ADAPT["probe"])
+    probe = dict(ADAPT["probe"])  # seeds: the untrained reference's; a trained model has one
     if cache_dir:
         probe["cache_dir"] = cache_dir
-    runner_probe = {k: v for k, v in probe.items() if k != "seeds"}
     return Experiment(
         name=ACT,
         out_dir=out,
         seeds=list(ADAPT["seeds"]),
         base=base,
         runs=ADAPT["runs"],
-        probe=runner_probe,
-        source={"name": ACT, **ADAPT, "base": base, "probe": runner_probe},
+        probe=probe,
+        source={"name": ACT, **ADAPT, "base": base, "probe": probe},
     )
 
 
@@ -132,11 +131,9 @@ def reference_probes(exp: Experiment, tokenizer: Path, preset: str) -> dict[str,
     from femlm.finetune.probe import linear_probe
     from femlm.schema import from_dict
 
-    spec = {k: v for k, v in ADAPT["probe"].items() if k != "tasks"}
+    spec = {k: v for k, v in exp.probe.items() if k != "tasks"}
     spec["threads"] = None  # nothing else runs now: torch's own thread count
-    if exp.probe and exp.probe.get("cache_dir"):
-        spec["cache_dir"] = exp.probe["cache_dir"]
-    task = ADAPT["probe"]["tasks"][0]
+    task = exp.probe["tasks"][0]
     out = {
         "start": exp.out_dir / f"probe-start-{task}.json",
         "random initialisation": exp.out_dir / f"probe-random-init-{task}.json",
