@@ -4,6 +4,7 @@ and the MLM loss computed only where something is predicted."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -319,6 +320,20 @@ def mlm_loss_sum(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, in
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """16 hex digits of the sha256 of every tensor of the state dict, names included.
+
+    Two runs with the same fingerprint at step 0 started from the same weights to the
+    bit: a start pre-trained again on another CPU differs in its last bits, which a
+    paired comparison must know about.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -9,6 +9,14 @@ references (``random-init-finetune-<task>.json``, ``probe-*.json``), then writes
 ``femlm report``. With ``--presets`` it also writes ``table.md`` and
 ``table.json``: per preset, the steps to 0.3 and 1.0 nats below the unigram
 baseline and the training throughput, over seeds.
+
+Grids that outlive a session (docs/protocol.md) are carried in git this way:
+``--finished-only --no-report`` after each run, and ``--restore`` at the start of
+the next session, which copies the published finished runs back into the runs
+folder (never over a run that is there) so that `femlm experiment` skips them.
+
+    python scripts/publish_results.py runs/tuned-tapt docs/results/tuned-tapt --finished-only --no-report
+    python scripts/publish_results.py --restore docs/results/tuned-tapt runs/tuned-tapt
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from femlm.runs import ExperimentDir, read_metrics  # noqa: E402
 SMALL = ("femlm_config.json", "metrics.jsonl", "timing.json", "variance.json")
 
 
-def copy_runs(src: Path, dest: Path) -> int:
+def copy_runs(src: Path, dest: Path, finished_only: bool = False) -> int:
     exp = ExperimentDir(src)
     dest.mkdir(parents=True, exist_ok=True)
     if exp.spec.is_file():
@@ -42,6 +50,8 @@ def copy_runs(src: Path, dest: Path) -> int:
         shutil.copyfile(reference, dest / reference.name)
         copied += 1
     for variant, run in exp.runs():
+        if finished_only and not run.finished:
+            continue
         target = ExperimentDir(dest).run(variant, run.seed).root
         target.mkdir(parents=True, exist_ok=True)
         small = [*(run.root / n for n in SMALL), *run.finetune_results().values()]
@@ -56,6 +66,19 @@ def copy_runs(src: Path, dest: Path) -> int:
             (target / "final").mkdir(exist_ok=True)  # finished; the weights stay out of git
             (target / "final" / "WEIGHTS-NOT-COMMITTED").write_text("see femlm_config.json\n")
     return copied
+
+
+def restore_runs(published: Path, runs_dir: Path) -> list[str]:
+    """Copy every finished run of ``published`` into ``runs_dir`` where that run is
+    absent; return the runs copied. Their ``final/`` holds no weights, so a later
+    stage that needs a restored run's model must train it again (remove its folder)."""
+    restored = []
+    for variant, run in ExperimentDir(published).runs():
+        target = ExperimentDir(runs_dir).run(variant, run.seed).root
+        if run.finished and not target.exists():
+            shutil.copytree(run.root, target)
+            restored.append(f"{variant}/seed-{run.seed}")
+    return restored
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -129,12 +152,25 @@ def main() -> None:
     parser.add_argument("dest", type=Path)
     parser.add_argument("--presets", action="store_true", help="also write the preset table")
     parser.add_argument(
+        "--finished-only", action="store_true", help="copy only runs that wrote final/"
+    )
+    parser.add_argument("--no-report", action="store_true", help="copy the files only")
+    parser.add_argument(
+        "--restore", action="store_true",
+        help="the other way: copy RUNS_DIR's finished runs into DEST where absent",
+    )  # fmt: skip
+    parser.add_argument(
         "--pair", nargs=2, action="append", default=[], metavar=("A", "B"),
         help="also write A minus B at every evaluation step (repeatable)",
     )  # fmt: skip
     args = parser.parse_args()
-    print(f"copied {copy_runs(args.runs_dir, args.dest)} files")
-    print(f"report: {write_report(args.dest)}")
+    if args.restore:
+        restored = restore_runs(args.runs_dir, args.dest)
+        print(f"restored {len(restored)} finished runs into {args.dest}")
+        return
+    print(f"copied {copy_runs(args.runs_dir, args.dest, args.finished_only)} files")
+    if not args.no_report:
+        print(f"report: {write_report(args.dest)}")
     if args.presets:
         preset_table(args.runs_dir, args.dest)
         print(f"table: {args.dest / 'table.md'}")

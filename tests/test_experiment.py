@@ -294,3 +294,42 @@ def test_variance_probe_uses_the_runs_replacement_policy(tmp_path, monkeypatch):
     (folder / "variance.json").unlink()
     _variance_once(exp, folder)
     assert (seen[1].mask_prob, seen[1].random_prob) == (0.8, 0.1), "the spec overrides the run"
+
+
+def _start_weights(run) -> str:
+    first = (run / "metrics.jsonl").read_text().splitlines()[0]
+    return json.loads(first)["start_weights"]
+
+
+def test_each_run_records_the_fingerprint_of_the_weights_it_started_from(experiment):
+    runs = experiment[0] / "runs"
+    one_seed = {_start_weights(runs / v / "seed-0") for v in ("fully-explored", "standard")}
+    assert len(one_seed) == 1, "a seed initialises the model the same way in every variant"
+    assert _start_weights(runs / "standard" / "seed-1") not in one_seed
+    assert len(one_seed.pop()) == 16
+
+
+def test_published_runs_carry_a_grid_into_a_new_session(experiment, tmp_path, caplog):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, cfg = experiment
+    script = Path(__file__).resolve().parents[1] / "scripts" / "publish_results.py"
+    published, fresh = tmp_path / "published", tmp_path / "fresh"
+    unfinished = root / "runs" / "standard" / "seed-9"
+    shutil.copytree(root / "runs" / "standard" / "seed-0", unfinished)
+    shutil.rmtree(unfinished / "final")  # as if still training
+    try:
+        subprocess.run([sys.executable, script, root / "runs", published, "--finished-only",
+                        "--no-report"], check=True)  # fmt: skip
+    finally:
+        shutil.rmtree(unfinished)
+    assert not (published / "standard" / "seed-9").exists()
+    assert not list(published.rglob("*.safetensors")) and not (published / "report.md").exists()
+    out = subprocess.run([sys.executable, script, "--restore", published, fresh],
+                         check=True, capture_output=True, text=True)  # fmt: skip
+    assert "restored 4 finished runs" in out.stdout
+    with caplog.at_level("INFO", logger="femlm"):
+        assert main(["experiment", str(cfg), "--out-dir", str(fresh), "--no-report"]) == 0
+    assert caplog.text.count("finished earlier, skipped") == 4

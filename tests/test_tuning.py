@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from femlm.report.runs import load_runs
-from femlm.report.tuning import arms, choose, tuned_section
+from femlm.report.runs import Run, load_runs
+from femlm.report.tuning import arms, choose, starts_note, tuned_section
 
 RUNS = {
     "std-r7-lr1": {"strategy": "random", "views": 1, "rate": 0.142857, "lr": 0.001},
@@ -63,3 +63,18 @@ def test_the_best_is_chosen_on_dev_and_judged_on_the_verdict_seeds_test(tmp_path
     assert "draw 1: +0.2000, draw 2: +0.2000" in text
     assert "start 0: +0.2000 (n=1)" in text
     assert "| 0.143 | constant | fully-explored-epochs |" in text
+
+
+def _run(seed: int, start: str | None) -> Run:
+    run = Run(seed, [(10, 5.0, 1.0)], None)
+    run.start_weights = start
+    return run
+
+
+def test_pairs_whose_starts_were_pre_trained_again_elsewhere_are_named():
+    same = [[_run(0, "aa"), _run(1, "bb")], [_run(0, "aa"), _run(1, "bb")]]
+    assert "every seed's runs began from bit-identical weights" in starts_note(same)
+    mixed = [[_run(0, "aa"), _run(1, "bb")], [_run(0, "aa"), _run(1, "cc")], [_run(2, None)]]
+    note = starts_note(mixed)
+    assert "seeds 1 (2 different weights)" in note and "seeds 0" not in note
+    assert "1 runs recorded no fingerprint" in note

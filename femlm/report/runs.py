@@ -30,6 +30,8 @@ class Run:
     tests: list[tuple[int, float, list[float]]] = field(default_factory=list)  # (step, mean, draws)
     train_blocks: int | None = None  # recorded at step 0 (None in older runs)
     probes: dict[str, ProbeResult] = field(default_factory=dict)  # task -> linear probe
+    seconds: float | None = None  # the runner's pre-training wall clock (timing.json)
+    start_weights: str | None = None  # fingerprint of the weights at step 0 (None in older runs)
 
     @property
     def final(self) -> float:
@@ -79,9 +81,12 @@ def _load_run(run_dir: RunDir) -> Run | None:
     probes = [(r["step"], ProbeTerms.from_row(r)) for r in rows]
     run.variance_steps = [(step, t) for step, t in probes if t is not None]
     run.train_blocks = next((r["train_blocks"] for r in rows if "train_blocks" in r), None)
+    run.start_weights = next((r["start_weights"] for r in rows if "start_weights" in r), None)
     run.finetune = {task: FinetuneResult.load(p) for task, p in run_dir.finetune_results().items()}
     run.probes = {task: ProbeResult.load(p) for task, p in run_dir.probe_results().items()}
     run.reevals = {tag: json.loads(p.read_text()) for tag, p in run_dir.reevaluations().items()}
+    if run_dir.timing.is_file():
+        run.seconds = json.loads(run_dir.timing.read_text()).get("pretrain_seconds")
     if run_dir.variance.is_file():
         run.variance = VarianceResult.from_json(json.loads(run_dir.variance.read_text()))
     return run
@@ -96,6 +101,25 @@ def unfinished_note(folder: Path) -> list[str]:
     if not left:
         return []
     return [f"Left out, not finished (still training or interrupted): {', '.join(left)}.", ""]
+
+
+def compute_note(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
+    """The CPU time the grid's pre-training took, from each run's ``timing.json``."""
+    timed = [r.seconds for runs in variants.values() for r in runs if r.seconds is not None]
+    if not timed:
+        return []
+    saved = next((run.config for _, run in ExperimentDir(folder).runs() if run.started), None)
+    threads = json.loads(saved.read_text()).get("threads") if saved else None
+    each = f"{threads} torch thread{'s' if threads != 1 else ''} a run" if threads else "per run"
+    hours = sum(timed) / 3600
+    line = (
+        f"Compute: {len(timed)} runs timed, {hours:.1f} hours of pre-training wall clock in "
+        f"all ({each}; {sum(timed) / len(timed) / 60:.1f} minutes a run on average); "
+        "fine-tuning and probes not included."
+    )
+    if threads:
+        line += f" CPU time: about {hours * threads:.1f} core-hours."
+    return [line, ""]
 
 
 def read_config(folder: Path) -> dict[str, Any]:

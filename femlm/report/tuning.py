@@ -98,9 +98,34 @@ def tuned_section(config: dict[str, Any], variants: dict[str, list[Run]]) -> lis
                 f"{len(dev)} | {statistics.fmean(dev.values()):.4f} | {_show(mean_test)} |"
             )
     best = {arm: choose(members, variants, select) for arm, members in groups.items()}
+    lines += ["", starts_note([variants[n] for n in names])]
     lines += ["", *_best_against_best(best, variants, verdict, config), ""]
     lines += _same_rate(config, groups, variants, select)
     return lines
+
+
+def starts_note(groups: list[list[Run]]) -> str:
+    """Whether every seed's runs started from bit-identical weights: a start pre-trained
+    again in another session (another CPU) differs in its last bits, so pairs across
+    sessions carry that difference too."""
+    by_seed: dict[int, set[str]] = {}
+    unknown = 0
+    for runs in groups:
+        for r in runs:
+            if r.start_weights is None:
+                unknown += 1
+            else:
+                by_seed.setdefault(r.seed, set()).add(r.start_weights)
+    mixed = sorted(s for s, found in by_seed.items() if len(found) > 1)
+    line = (
+        "Starts: every seed's runs began from bit-identical weights (fingerprints at step 0)."
+        if not mixed
+        else "Starts: the runs of seeds "
+        + ", ".join(f"{s} ({len(by_seed[s])} different weights)" for s in mixed)
+        + " began from starts pre-trained again in different sessions; their pairs carry "
+        "that difference too."
+    )
+    return line + (f" {unknown} runs recorded no fingerprint." if unknown else "")
 
 
 def _best_against_best(

@@ -19,6 +19,7 @@ from femlm.report.pairs import Roles, pairs_section, roles
 from femlm.report.plots import ablation_section, plot_curves, plot_variance_steps
 from femlm.report.runs import (
     Run,
+    compute_note,
     load_runs,
     pick_baseline,
     read_config,
@@ -211,7 +212,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md = [f"# Report: {folder.name}", ""]
     if unigram:
         md += [f"Unigram baseline (eval targets from training token frequencies): {unigram:.4f}"]
-    md += ["", *eval_note(folder), *unfinished_note(folder), "## Efficiency", "", *eff_lines, ""]
+    md += ["", *eval_note(folder), *compute_note(folder, variants), *unfinished_note(folder)]
+    md += ["## Efficiency", "", *eff_lines, ""]
     md += [f"![validation loss vs steps]({plots[0].name})", ""]
     md += [f"![validation loss vs time]({plots[1].name})", ""]
     if config.get("tuning"):

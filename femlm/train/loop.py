@@ -28,7 +28,13 @@ from femlm.config import TrainConfig, check_config
 from femlm.errors import FemlmError
 from femlm.masking.collator import MaskingCollator
 from femlm.masking.strategies import WORD_LEVEL
-from femlm.model import build_model, count_parameters, mlm_loss_sum, tokenizer_source
+from femlm.model import (
+    build_model,
+    count_parameters,
+    mlm_loss_sum,
+    tokenizer_source,
+    weights_fingerprint,
+)
 from femlm.runs import RunDir, RunLock
 from femlm.schema import save_config, to_dict
 from femlm.train import checkpoint as ckpt
@@ -162,7 +168,10 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         # The loss of predicting eval targets from training token frequencies:
         # a run that does not go well below it has learnt nothing but unigrams.
         unigram = unigram_loss(train_set, eval_batches, len(tokenizer))
-        metrics.write(step=0, unigram_loss=unigram, train_blocks=len(train_set))
+        metrics.write(
+            step=0, unigram_loss=unigram, train_blocks=len(train_set),
+            start_weights=weights_fingerprint(model),
+        )  # fmt: skip
     if d.main:
         if step == 0:  # a resumed run keeps the record it was started with
             save_config(cfg, out.config)
