@@ -15,9 +15,10 @@ own, read by the parent from wait4):
   the same process: the practical limit of this CPU for this model;
 * achieved FLOP/s (tokens/s x FLOP/token) and its ratio to that limit.
 
-Then bf16 autocast against fp32 (femlm's ``bf16`` setting) and BERT's SDPA
-attention against eager (RoFormer, femlm's rotary presets, has no SDPA path in
-transformers), each measured, never assumed. Prints the CPU model and the flags
+Then bf16 autocast against fp32 (femlm's ``bf16`` setting), femlm's fused
+attention for the rotary presets against transformers' eager RoFormer attention
+(``fused_attention``; RoFormer has no SDPA path in transformers), and BERT's SDPA
+attention against eager, each measured, never assumed. Prints the CPU model and the flags
 that decide bf16 (avx512_bf16, amx_bf16).
 """
 
@@ -102,6 +103,7 @@ def matmul_limit(
 def one(
     size: str, length: int, threads: int, steps: int, bf16: bool,
     device: str = "cpu", compile: bool = False, tokens: int = TOKENS_PER_STEP,
+    fused: bool = False,
 ) -> dict:  # fmt: skip
     """femlm's loop and the matmul limit for one configuration (run in a child process)."""
     sys.path.insert(0, str(HERE))
@@ -123,7 +125,7 @@ def one(
             max_length=length, batch_size=rows, rate=RATE, max_steps=steps, warmup_steps=1,
             eval_every=0, eval_sequences=8, save_every=0, log_every=1, out_dir=str(tmp / "run"),
             cache_dir=str(tmp / "cache"), progress=False, threads=threads, bf16=bf16,
-            device=device, compile=compile, validation_fraction=0.02,
+            device=device, compile=compile, validation_fraction=0.02, fused_attention=fused,
         )  # fmt: skip
         pretrain(cfg)
         tokens_per_s = median_logged_rate(tmp / "run" / "metrics.jsonl")
@@ -134,7 +136,8 @@ def one(
         if device == "cpu"
         else None
     )
-    return {"size": size, "length": length, "rows": rows, "bf16": bf16, "tokens_per_s": tokens_per_s,
+    return {"size": size, "length": length, "rows": rows, "bf16": bf16, "fused_attention": fused,
+            "tokens_per_s": tokens_per_s,
             "flop_per_token": fpt, "achieved_flops": tokens_per_s * fpt, "matmul_flops": limit}  # fmt: skip
 
 
@@ -196,6 +199,10 @@ def main() -> None:
         "--bf16-sizes", nargs="*", default=["tiny"], help="bf16 against fp32 at 128"
     )
     parser.add_argument(
+        "--fused-sizes", nargs="*", default=["tiny", "mini", "small"],
+        help="fused against eager attention (femlm's loop, every length)",
+    )  # fmt: skip
+    parser.add_argument(
         "--attention-size", default="mini", help="the BERT preset for SDPA vs eager"
     )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -204,7 +211,8 @@ def main() -> None:
     if args.child:
         kind, size, length, flag = args.child
         if kind == "loop":
-            row = one(size, int(length), args.threads, args.steps, flag == "bf16")
+            row = one(size, int(length), args.threads, args.steps, flag == "bf16",
+                      fused=flag == "fused")  # fmt: skip
         else:
             row = attention(size, int(length), args.threads, args.steps, flag)
         print(json.dumps(row))
@@ -229,6 +237,16 @@ def main() -> None:
         fp32 = next(x for x in rows if x["size"] == r["size"] and x["length"] == 128)
         print(f"  {r['size']:8s} bf16 {r['tokens_per_s']:9,.0f} tokens/s = {r['tokens_per_s'] / fp32['tokens_per_s']:.2f} x fp32; "
               f"bf16 matmul limit {r['matmul_flops'] / 1e9:.1f} GFLOP/s = {r['matmul_flops'] / fp32['matmul_flops']:.2f} x fp32's")  # fmt: skip
+    fused = [
+        child("loop", s, str(n), "fused", **kw) for s in args.fused_sizes for n in args.lengths
+    ]
+    print("\nfused attention (fused_attention) against eager, femlm's loop, fp32:")
+    for r in fused:
+        r["ratio"] = r["achieved_flops"] / r["matmul_flops"]
+        eager = next(x for x in rows if x["size"] == r["size"] and x["length"] == r["length"])
+        print(f"  {r['size']:8s} {r['length']:4d}: {r['tokens_per_s']:9,.0f} tokens/s = "
+              f"{r['tokens_per_s'] / eager['tokens_per_s']:.2f} x eager; {r['ratio']:.2f} of the "
+              f"practical limit; peak {r['peak_rss_mib']:,.0f} MiB")  # fmt: skip
     attn = [
         child("attention", args.attention_size, str(n), impl, **kw)
         for n in args.lengths
@@ -242,11 +260,13 @@ def main() -> None:
         )
         print(f"  {n:4d} tokens: eager {e['tokens_per_s']:8,.0f}, sdpa {s['tokens_per_s']:8,.0f} tokens/s: sdpa / eager {s['tokens_per_s'] / e['tokens_per_s']:.2f}")  # fmt: skip
     lows = [f"{r['size']}-{r['length']}" for r in rows if r["ratio"] < 0.5]
-    print(f"\nbelow half of the practical limit: {', '.join(lows) or 'none'}")
+    print(f"\nbelow half of the practical limit (eager): {', '.join(lows) or 'none'}")
+    lows = [f"{r['size']}-{r['length']}" for r in fused if r["ratio"] < 0.5]
+    print(f"below half with fused attention: {', '.join(lows) or 'none'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": model, "flags": flags, "threads": args.threads,
                                                "torch": torch.__version__, "fp32": rows, "bf16": bf16,
-                                               "attention": attn}, indent=2) + "\n")  # fmt: skip
+                                               "fused": fused, "attention": attn}, indent=2) + "\n")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -269,6 +269,13 @@ class RunSettings(Checked):
         "recompute activations in backward: less memory for long sequences, more time",
         affects_training=False,
     )
+    fused_attention: bool = _f(
+        False,
+        "rotary (RoFormer) models: attention through PyTorch's fused "
+        "scaled_dot_product_attention instead of transformers' eager path; the same "
+        "weights, another float order and other dropout draws (docs/benchmarks.md)",
+        affects_training=True,
+    )
     compile: bool = _f(False, "torch.compile the model", affects_training=False)
     threads: int | None = _f(
         None, "torch CPU threads (default: torch's choice)", bounds=POSITIVE, affects_training=False

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from femlm.attention import use_fused_attention
 from femlm.config import TrainConfig, check_config
 from femlm.errors import FemlmError
 from femlm.masking.collator import MaskingCollator
@@ -146,6 +147,8 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
     model = build_model(cfg.model, tokenizer, cfg.max_length, cfg.dropout).to(d.device)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    if cfg.fused_attention:
+        use_fused_attention(model, cfg.model)
     objective: nn.Module = MLMObjective(model)
     if d.active:
         device_ids = [d.device.index] if d.device.type == "cuda" else None
