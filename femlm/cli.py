@@ -106,14 +106,25 @@ def _run_finetune(opts: FinetuneConfig, args: argparse.Namespace) -> None:
 
 
 def _run_experiment(opts: O.ExperimentOptions, args: argparse.Namespace) -> None:
-    from femlm.experiments.grid import load_experiment, run_experiment
+    from femlm.experiments.grid import load_experiment, run_experiment, run_in_processes
     from femlm.report.writer import summary, write_report
 
     exp = load_experiment(opts.config, opts.out_dir)
-    folder = run_experiment(exp, opts.variants or None, opts.seeds or None)
+    if opts.processes > 1:
+        run_in_processes(exp, opts.processes, _experiment_argv(opts))
+        folder = exp.out_dir
+    else:
+        folder = run_experiment(exp, opts.variants or None, opts.seeds or None, opts.share)
     if opts.report:
         print(summary(folder))
         print(f"report: {write_report(folder)}")
+
+
+def _experiment_argv(opts: O.ExperimentOptions) -> list[str]:
+    """The grid's own options, for each process of ``--processes``."""
+    argv = [opts.config, *(["--out-dir", opts.out_dir] if opts.out_dir else [])]
+    argv += ["--variants", *opts.variants] if opts.variants else []
+    return argv + (["--seeds", *map(str, opts.seeds)] if opts.seeds else [])
 
 
 def _run_report(opts: O.ReportOptions, args: argparse.Namespace) -> None:

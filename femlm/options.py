@@ -65,9 +65,20 @@ class ExperimentOptions(Checked):
     out_dir: str | None = _f(None, "experiment folder (default: the file's out_dir)")
     report: bool = _f(True, "write report.md at the end")
     variants: list[str] = _f(
-        [], "run only these variants (e.g. one per process, to split a grid between cores)"
+        [], "run only these variants (with a list per process, another way to split a grid)"
     )
     seeds: list[int] = _f([], "run only these seeds")
+    processes: int = _f(
+        1,
+        "split the grid between this many processes on this machine, each run with its "
+        "own threads setting (2 one-thread processes suit a 2-core CPU)",
+        bounds=POSITIVE,
+    )
+    share: bool = _f(
+        False,
+        "skip runs another femlm process holds instead of stopping, so that processes "
+        "or machines started with the same grid split it (what --processes uses)",
+    )
 
 
 @dataclass

@@ -206,6 +206,10 @@ def find_runs(folder: str | os.PathLike) -> list[RunDir]:
     return [RunDir(p.parent) for p in found] or [RunDir(root)]
 
 
+class RunBusy(FemlmError):
+    """The run folder is locked by another femlm process."""
+
+
 class RunLock:
     """An exclusive lock on a run folder while a process writes it.
 
@@ -235,7 +239,7 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise FemlmError(
+            raise RunBusy(
                 f"{self.run.root} is in use by femlm (pid {holder}); wait for it to finish or choose another folder"
             ) from None
         os.ftruncate(fd, 0)

@@ -47,8 +47,17 @@ random_init() {  # NAME TASK: the fine-tuning recipe on the untrained preset
 headline() {
     local name=$1
     slices
-    [ "$name" = presets ] || [ -d runs/presets/tiny/seed-2/final ] || femlm experiment configs/presets.yaml --no-report
-    femlm experiment "configs/$name.yaml" --no-report
+    local warm=()  # the warm starts: the tuned grids need only the rotary tiny preset's
+    [[ $name == tuned-* ]] && warm=(--variants tiny)
+    [ "$name" = presets ] || [ -d runs/presets/tiny/seed-2/final ] ||
+        femlm experiment configs/presets.yaml --no-report ${warm[@]+"${warm[@]}"}
+    if [[ $name == tuned-* ]] && [ "${FEMLM_RESTORE:-1}" = 1 ] && [ -d "docs/results/$name" ]; then
+        # the protocol's grids span sessions: runs published earlier are carried, not re-run
+        # (docs/protocol.md, amendment 1); FEMLM_RESTORE=0 runs every cell again
+        python scripts/publish_results.py --restore "docs/results/$name" "runs/$name"
+    fi
+    # FEMLM_PROCESSES=2: the grid split between two processes (one torch thread each)
+    femlm experiment "configs/$name.yaml" --no-report --processes "${FEMLM_PROCESSES:-1}"
     case "$name" in
         rotary-scratch|tapt-epochs) random_init "$name" movies ;;
         rotary-continual) random_init "$name" debian ;;

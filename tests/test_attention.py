@@ -48,7 +48,7 @@ def test_fused_attention_gives_eager_outputs_and_gradients_from_the_same_weights
     b = fused(input_ids=ids, attention_mask=mask).logits
     assert torch.allclose(a[mask.bool()], b[mask.bool()], atol=1e-5)
     compared = 0
-    for (name, p), q in zip(eager.named_parameters(), fused.parameters()):
+    for (name, p), q in zip(eager.named_parameters(), fused.parameters(), strict=True):
         assert (p.grad is None) == (q.grad is None), name
         if p.grad is not None:
             assert torch.allclose(p.grad, q.grad, atol=1e-5), name
@@ -66,8 +66,13 @@ def test_attention_weights_when_asked_for_take_transformers_own_path():
 
 def test_fused_attention_on_another_architecture_is_refused():
     bert = AutoModelForMaskedLM.from_config(
-        BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                   intermediate_size=64)  # fmt: skip
+        BertConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )  # fmt: skip
     )
     with pytest.raises(FemlmError, match="rotary"):
         use_fused_attention(bert, "bert-tiny")

@@ -333,3 +333,40 @@ def test_published_runs_carry_a_grid_into_a_new_session(experiment, tmp_path, ca
     with caplog.at_level("INFO", logger="femlm"):
         assert main(["experiment", str(cfg), "--out-dir", str(fresh), "--no-report"]) == 0
     assert caplog.text.count("finished earlier, skipped") == 4
+
+
+def test_processes_sharing_a_grid_skip_the_runs_another_one_holds(experiment, tmp_path, caplog):
+    import subprocess
+    import sys
+
+    _, cfg = experiment
+    out = tmp_path / "shared"
+    held = out / "standard" / "seed-0"
+    held.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR"
+         " | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+         str(held / ".lock")], stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["experiment", str(cfg), "--out-dir", str(out), "--no-report"]
+        assert main(args) == 2, "without --share a busy run stops the grid"
+        with caplog.at_level("INFO", logger="femlm"):
+            assert main([*args, "--share"]) == 0
+        assert "in use by another process, skipped" in caplog.text
+        assert not (held / "final").exists()
+        assert (out / "standard" / "seed-1" / "final").is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_processes_option_splits_the_grid_and_writes_one_report(experiment, tmp_path, capsys):
+    _, cfg = experiment
+    out = tmp_path / "two"
+    assert main(["experiment", str(cfg), "--out-dir", str(out), "--processes", "2"]) == 0
+    for variant in ("fully-explored", "standard"):
+        for seed in (0, 1):
+            assert (out / variant / f"seed-{seed}" / "final" / "model.safetensors").is_file()
+    assert (out / "report.md").is_file() and "report:" in capsys.readouterr().out

@@ -10,6 +10,7 @@ checkpoint, so re-running the same command finishes the grid.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -24,7 +25,7 @@ from femlm.config import InputSettings, ReplacementSettings, TrainConfig, check_
 from femlm.errors import FemlmError
 from femlm.experiments.spec import RUNNER_KEYS, check_spec
 from femlm.files import cache_root, write_json
-from femlm.runs import ExperimentDir, RunDir, RunLock, task_label
+from femlm.runs import ExperimentDir, RunBusy, RunDir, RunLock, task_label
 from femlm.schema import from_dict, load_config, read_config_file
 from femlm.train.checkpoint import list_checkpoints
 
@@ -159,12 +160,16 @@ def run_dir(exp: Experiment, variant: str, seed: int) -> RunDir:
 
 
 def run_experiment(
-    exp: Experiment, variants: list[str] | None = None, seeds: list[int] | None = None
+    exp: Experiment,
+    variants: list[str] | None = None,
+    seeds: list[int] | None = None,
+    share: bool = False,
 ) -> Path:
     """Run every (variant, seed) not yet finished; return the experiment folder.
 
-    ``variants`` and ``seeds`` restrict the grid, so that processes (or
-    machines sharing the folder) can split one experiment between them.
+    ``variants`` and ``seeds`` restrict the grid. With ``share``, a run another
+    process holds is skipped rather than refused, so that processes (or machines
+    sharing the folder) started with the same grid split it between them.
     """
     unknown = sorted(set(variants or []) - set(exp.runs))
     if unknown:
@@ -185,15 +190,45 @@ def run_experiment(
     for i, (variant, seed) in enumerate(grid, 1):
         folder = run_dir(exp, variant, seed)
         log.info("[%d/%d] %s seed %d -> %s", i, len(grid), variant, seed, folder.root)
-        with RunLock(folder):  # one writer per run, across pre-training, probe and tasks
-            _pretrain_once(exp, variant, seed, folder)
-            if _wanted(exp.variance, variant, seed):
-                _variance_once(exp, folder)
-            if _wanted(exp.finetune, variant, seed):
-                _finetune_once(exp, folder)
-            if _wanted(exp.probe, variant, seed):
-                _probe_once(exp, folder)
+        with contextlib.ExitStack() as held:
+            try:  # one writer per run, across pre-training, probe and tasks
+                held.enter_context(RunLock(folder))
+            except RunBusy:
+                if not share:
+                    raise
+                log.info("  in use by another process, skipped")
+                continue
+            _run_once(exp, variant, seed, folder)
     return exp.out_dir
+
+
+def _run_once(exp: Experiment, variant: str, seed: int, folder: RunDir) -> None:
+    _pretrain_once(exp, variant, seed, folder)
+    if _wanted(exp.variance, variant, seed):
+        _variance_once(exp, folder)
+    if _wanted(exp.finetune, variant, seed):
+        _finetune_once(exp, folder)
+    if _wanted(exp.probe, variant, seed):
+        _probe_once(exp, folder)
+
+
+def run_in_processes(exp: Experiment, processes: int, argv: list[str]) -> None:
+    """Split the grid between ``processes`` copies of ``femlm experiment ARGV --share``
+    on this machine and wait for all of them; each run keeps its own ``threads``.
+
+    The tokenizer and the experiment folder are prepared here first, once. A process
+    that fails makes this a FemlmError after the others have finished, since
+    their runs are independent and each finished run is kept.
+    """
+    import subprocess
+    import sys
+
+    prepare_experiment(exp)
+    command = [sys.executable, "-m", "femlm", "experiment", *argv, "--share", "--no-report"]
+    children = [subprocess.Popen(command) for _ in range(processes)]
+    failed = sum(child.wait() != 0 for child in children)
+    if failed:
+        raise FemlmError(f"{failed} of {processes} grid processes failed (their errors are above)")
 
 
 def prepare_experiment(exp: Experiment) -> None:
