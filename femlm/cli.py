@@ -111,10 +111,12 @@ def _run_experiment(opts: O.ExperimentOptions, args: argparse.Namespace) -> None
 
     exp = load_experiment(opts.config, opts.out_dir)
     if opts.processes > 1:
-        run_in_processes(exp, opts.processes, _experiment_argv(opts))
+        run_in_processes(exp, opts.processes, _experiment_argv(opts), opts.carry)
         folder = exp.out_dir
     else:
-        folder = run_experiment(exp, opts.variants or None, opts.seeds or None, opts.share)
+        folder = run_experiment(
+            exp, opts.variants or None, opts.seeds or None, opts.share, opts.carry
+        )
     if opts.report:
         print(summary(folder))
         print(f"report: {write_report(folder)}")
@@ -123,6 +125,7 @@ def _run_experiment(opts: O.ExperimentOptions, args: argparse.Namespace) -> None
 def _experiment_argv(opts: O.ExperimentOptions) -> list[str]:
     """The grid's own options, for each process of ``--processes``."""
     argv = [opts.config, *(["--out-dir", opts.out_dir] if opts.out_dir else [])]
+    argv += ["--carry", opts.carry] if opts.carry else []
     argv += ["--variants", *opts.variants] if opts.variants else []
     return argv + (["--seeds", *map(str, opts.seeds)] if opts.seeds else [])
 

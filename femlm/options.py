@@ -79,6 +79,11 @@ class ExperimentOptions(Checked):
         "skip runs another femlm process holds instead of stopping, so that processes "
         "or machines started with the same grid split it (what --processes uses)",
     )
+    carry: str | None = _f(
+        None,
+        "a folder that outlives this machine (e.g. in git): its finished runs are restored "
+        "first, and each run's small files (no weights) are published there when done",
+    )
 
 
 @dataclass

@@ -10,20 +10,15 @@ references (``random-init-finetune-<task>.json``, ``probe-*.json``), then writes
 ``table.json``: per preset, the steps to 0.3 and 1.0 nats below the unigram
 baseline and the training throughput, over seeds.
 
-Grids that outlive a session (docs/protocol.md) are carried in git this way:
-``--finished-only --no-report`` after each run, and ``--restore`` at the start of
-the next session, which copies the published finished runs back into the runs
-folder (never over a run that is there) so that `femlm experiment` skips them.
-
-    python scripts/publish_results.py runs/tuned-tapt docs/results/tuned-tapt --finished-only --no-report
-    python scripts/publish_results.py --restore docs/results/tuned-tapt runs/tuned-tapt
+A grid that outlives a machine publishes each run as it finishes with
+``femlm experiment CONFIG --carry docs/results/NAME`` (femlm.experiments.carry),
+which also restores them on the next machine; this script then writes the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -31,54 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from femlm.experiments.carry import publish_runs  # noqa: E402
 from femlm.report.runs import load_runs  # noqa: E402
 from femlm.report.stats import steps_to_reach  # noqa: E402
 from femlm.report.writer import write_report  # noqa: E402
 from femlm.runs import ExperimentDir, read_metrics  # noqa: E402
-
-SMALL = ("femlm_config.json", "metrics.jsonl", "timing.json", "variance.json")
-
-
-def copy_runs(src: Path, dest: Path, finished_only: bool = False) -> int:
-    exp = ExperimentDir(src)
-    dest.mkdir(parents=True, exist_ok=True)
-    if exp.spec.is_file():
-        shutil.copyfile(exp.spec, ExperimentDir(dest).spec)
-    copied = 0
-    references = [*src.glob("random-init-finetune-*.json"), *src.glob("probe-*.json")]
-    for reference in sorted(references):
-        shutil.copyfile(reference, dest / reference.name)
-        copied += 1
-    for variant, run in exp.runs():
-        if finished_only and not run.finished:
-            continue
-        target = ExperimentDir(dest).run(variant, run.seed).root
-        target.mkdir(parents=True, exist_ok=True)
-        small = [*(run.root / n for n in SMALL), *run.finetune_results().values()]
-        for f in [*small, *run.probe_results().values()]:
-            if f.is_file():
-                shutil.copyfile(f, target / f.name)
-                copied += 1
-        for png in sorted(run.variance_dir.glob("*.png")):
-            (target / "variance").mkdir(exist_ok=True)
-            shutil.copyfile(png, target / "variance" / png.name)
-        if run.finished:
-            (target / "final").mkdir(exist_ok=True)  # finished; the weights stay out of git
-            (target / "final" / "WEIGHTS-NOT-COMMITTED").write_text("see femlm_config.json\n")
-    return copied
-
-
-def restore_runs(published: Path, runs_dir: Path) -> list[str]:
-    """Copy every finished run of ``published`` into ``runs_dir`` where that run is
-    absent; return the runs copied. Their ``final/`` holds no weights, so a later
-    stage that needs a restored run's model must train it again (remove its folder)."""
-    restored = []
-    for variant, run in ExperimentDir(published).runs():
-        target = ExperimentDir(runs_dir).run(variant, run.seed).root
-        if run.finished and not target.exists():
-            shutil.copytree(run.root, target)
-            restored.append(f"{variant}/seed-{run.seed}")
-    return restored
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -152,25 +104,12 @@ def main() -> None:
     parser.add_argument("dest", type=Path)
     parser.add_argument("--presets", action="store_true", help="also write the preset table")
     parser.add_argument(
-        "--finished-only", action="store_true", help="copy only runs that wrote final/"
-    )
-    parser.add_argument("--no-report", action="store_true", help="copy the files only")
-    parser.add_argument(
-        "--restore", action="store_true",
-        help="the other way: copy RUNS_DIR's finished runs into DEST where absent",
-    )  # fmt: skip
-    parser.add_argument(
         "--pair", nargs=2, action="append", default=[], metavar=("A", "B"),
         help="also write A minus B at every evaluation step (repeatable)",
     )  # fmt: skip
     args = parser.parse_args()
-    if args.restore:
-        restored = restore_runs(args.runs_dir, args.dest)
-        print(f"restored {len(restored)} finished runs into {args.dest}")
-        return
-    print(f"copied {copy_runs(args.runs_dir, args.dest, args.finished_only)} files")
-    if not args.no_report:
-        print(f"report: {write_report(args.dest)}")
+    print(f"copied {publish_runs(args.runs_dir, args.dest)} files")
+    print(f"report: {write_report(args.dest)}")
     if args.presets:
         preset_table(args.runs_dir, args.dest)
         print(f"table: {args.dest / 'table.md'}")

@@ -51,13 +51,12 @@ headline() {
     [[ $name == tuned-* ]] && warm=(--variants tiny)
     [ "$name" = presets ] || [ -d runs/presets/tiny/seed-2/final ] ||
         femlm experiment configs/presets.yaml --no-report ${warm[@]+"${warm[@]}"}
-    if [[ $name == tuned-* ]] && [ "${FEMLM_RESTORE:-1}" = 1 ] && [ -d "docs/results/$name" ]; then
-        # the protocol's grids span sessions: runs published earlier are carried, not re-run
-        # (docs/protocol.md, amendment 1); FEMLM_RESTORE=0 runs every cell again
-        python scripts/publish_results.py --restore "docs/results/$name" "runs/$name"
-    fi
+    local carry=()  # the protocol's grids span sessions: each run is published into
+    # docs/results/NAME as it finishes and restored from there, not re-run (docs/protocol.md,
+    # amendment 1); FEMLM_CARRY=0 runs every cell again
+    [[ $name == tuned-* ]] && [ "${FEMLM_CARRY:-1}" = 1 ] && carry=(--carry "docs/results/$name")
     # FEMLM_PROCESSES=2: the grid split between two processes (one torch thread each)
-    femlm experiment "configs/$name.yaml" --no-report --processes "${FEMLM_PROCESSES:-1}"
+    femlm experiment "configs/$name.yaml" --no-report --processes "${FEMLM_PROCESSES:-1}" ${carry[@]+"${carry[@]}"}
     case "$name" in
         rotary-scratch|tapt-epochs) random_init "$name" movies ;;
         rotary-continual) random_init "$name" debian ;;

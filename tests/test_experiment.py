@@ -309,30 +309,30 @@ def test_each_run_records_the_fingerprint_of_the_weights_it_started_from(experim
     assert len(one_seed.pop()) == 16
 
 
-def test_published_runs_carry_a_grid_into_a_new_session(experiment, tmp_path, caplog):
-    import subprocess
-    import sys
-    from pathlib import Path
-
+def test_a_carried_grid_goes_on_on_a_new_machine_without_its_weights(
+    experiment, tmp_path, caplog, capsys
+):
     root, cfg = experiment
-    script = Path(__file__).resolve().parents[1] / "scripts" / "publish_results.py"
-    published, fresh = tmp_path / "published", tmp_path / "fresh"
-    unfinished = root / "runs" / "standard" / "seed-9"
-    shutil.copytree(root / "runs" / "standard" / "seed-0", unfinished)
-    shutil.rmtree(unfinished / "final")  # as if still training
-    try:
-        subprocess.run([sys.executable, script, root / "runs", published, "--finished-only",
-                        "--no-report"], check=True)  # fmt: skip
-    finally:
-        shutil.rmtree(unfinished)
-    assert not (published / "standard" / "seed-9").exists()
-    assert not list(published.rglob("*.safetensors")) and not (published / "report.md").exists()
-    out = subprocess.run([sys.executable, script, "--restore", published, fresh],
-                         check=True, capture_output=True, text=True)  # fmt: skip
-    assert "restored 4 finished runs" in out.stdout
-    with caplog.at_level("INFO", logger="femlm"):
-        assert main(["experiment", str(cfg), "--out-dir", str(fresh), "--no-report"]) == 0
-    assert caplog.text.count("finished earlier, skipped") == 4
+    carried, first, second = tmp_path / "carried", tmp_path / "first", tmp_path / "second"
+    args = ["experiment", str(cfg), "--no-report", "--carry", str(carried)]
+    assert main([*args, "--out-dir", str(first), "--variants", "standard"]) == 0
+    published = sorted(str(p.relative_to(carried)) for p in carried.glob("*/seed-*"))
+    assert published == ["standard/seed-0", "standard/seed-1"]
+    assert not list(carried.rglob("*.safetensors")) and (carried / "experiment.json").is_file()
+    assert json.loads(
+        (carried / "standard" / "seed-0" / "metrics.jsonl").read_text().splitlines()[-1]
+    )
+    with caplog.at_level("INFO", logger="femlm"):  # another machine: an empty runs folder
+        assert main([*args, "--out-dir", str(second)]) == 0
+    assert "restored 2 finished runs" in caplog.text
+    assert caplog.text.count("finished earlier, skipped") == 2
+    assert (second / "fully-explored" / "seed-1" / "final" / "model.safetensors").is_file()
+    assert (carried / "fully-explored" / "seed-1" / "final").is_dir()
+    later = tmp_path / "later.yaml"  # a section added later needs a carried run's weights
+    later.write_text(cfg.read_text() + "variance: {variants: [standard], sequences: 3, draws: 2}\n")
+    third = ["experiment", str(later), "--no-report", "--carry", str(carried)]
+    assert main([*third, "--out-dir", str(tmp_path / "third")]) == 2
+    assert "restored from a carried grid without its weights" in capsys.readouterr().err
 
 
 def test_processes_sharing_a_grid_skip_the_runs_another_one_holds(experiment, tmp_path, caplog):

@@ -23,6 +23,7 @@ from typing import Any
 
 from femlm.config import InputSettings, ReplacementSettings, TrainConfig, check_config
 from femlm.errors import FemlmError
+from femlm.experiments.carry import NO_WEIGHTS, publish_run, restore_runs
 from femlm.experiments.spec import RUNNER_KEYS, check_spec
 from femlm.files import cache_root, write_json
 from femlm.runs import ExperimentDir, RunBusy, RunDir, RunLock, task_label
@@ -164,19 +165,23 @@ def run_experiment(
     variants: list[str] | None = None,
     seeds: list[int] | None = None,
     share: bool = False,
+    carry: str | Path | None = None,
 ) -> Path:
     """Run every (variant, seed) not yet finished; return the experiment folder.
 
     ``variants`` and ``seeds`` restrict the grid. With ``share``, a run another
     process holds is skipped rather than refused, so that processes (or machines
-    sharing the folder) started with the same grid split it between them.
+    sharing the folder) started with the same grid split it between them. With
+    ``carry``, the finished runs published there are restored first and every run
+    is published there when it is done (small files only: femlm.experiments.carry),
+    so that a grid longer than a machine's life goes on on the next one.
     """
     unknown = sorted(set(variants or []) - set(exp.runs))
     if unknown:
         raise FemlmError(
             f"no variant {', '.join(unknown)} in this experiment; it has {', '.join(exp.runs)}"
         )
-    prepare_experiment(exp)
+    prepare_experiment(exp, carry)
     every = sorted({s for v in exp.runs for s in seeds_of(exp, v)})
     missing = sorted(set(seeds or []) - set(every))
     if missing:
@@ -199,6 +204,8 @@ def run_experiment(
                 log.info("  in use by another process, skipped")
                 continue
             _run_once(exp, variant, seed, folder)
+            if carry is not None:
+                publish_run(folder, ExperimentDir(carry).run(variant, seed))
     return exp.out_dir
 
 
@@ -212,7 +219,9 @@ def _run_once(exp: Experiment, variant: str, seed: int, folder: RunDir) -> None:
         _probe_once(exp, folder)
 
 
-def run_in_processes(exp: Experiment, processes: int, argv: list[str]) -> None:
+def run_in_processes(
+    exp: Experiment, processes: int, argv: list[str], carry: str | Path | None = None
+) -> None:
     """Split the grid between ``processes`` copies of ``femlm experiment ARGV --share``
     on this machine and wait for all of them; each run keeps its own ``threads``.
 
@@ -223,7 +232,7 @@ def run_in_processes(exp: Experiment, processes: int, argv: list[str]) -> None:
     import subprocess
     import sys
 
-    prepare_experiment(exp)
+    prepare_experiment(exp, carry)
     command = [sys.executable, "-m", "femlm", "experiment", *argv, "--share", "--no-report"]
     children = [subprocess.Popen(command) for _ in range(processes)]
     failed = sum(child.wait() != 0 for child in children)
@@ -231,12 +240,19 @@ def run_in_processes(exp: Experiment, processes: int, argv: list[str]) -> None:
         raise FemlmError(f"{failed} of {processes} grid processes failed (their errors are above)")
 
 
-def prepare_experiment(exp: Experiment) -> None:
-    """The experiment folder, its ``experiment.json`` and the grid's tokenizer: what
-    every run needs first (and processes sharing the grid need only once)."""
+def prepare_experiment(exp: Experiment, carry: str | Path | None = None) -> None:
+    """The experiment folder, its ``experiment.json``, the grid's tokenizer and the runs
+    carried in ``carry``: what every run needs first (and processes sharing the grid
+    need only once)."""
     exp.out_dir.mkdir(parents=True, exist_ok=True)
-    ExperimentDir(exp.out_dir).spec.write_text(json.dumps(exp.source, indent=2) + "\n")
+    spec = json.dumps(exp.source, indent=2) + "\n"
+    ExperimentDir(exp.out_dir).spec.write_text(spec)
     _prepare_tokenizer(exp)
+    if carry is not None:
+        Path(carry).mkdir(parents=True, exist_ok=True)
+        ExperimentDir(carry).spec.write_text(spec)
+        if restored := restore_runs(carry, exp.out_dir):
+            log.info("restored %d finished runs from %s", len(restored), carry)
 
 
 def _prepare_tokenizer(exp: Experiment) -> None:
@@ -295,7 +311,7 @@ def _variance_once(exp: Experiment, folder: RunDir | Path) -> None:
     keys = {f.name for f in dataclasses.fields(InputSettings)} - {"model", "tokenizer"}
     keys |= {f.name for f in dataclasses.fields(ReplacementSettings)} | {"threads", "progress"}
     shared = {k: getattr(trained, k) for k in sorted(keys)}
-    values = {**shared, **spec, "model": str(folder.final), "out_dir": str(folder.variance_dir)}
+    values = {**shared, **spec, "model": _final_model(folder), "out_dir": str(folder.variance_dir)}
     result = run_variance(from_dict(VarianceConfig, values))
     write_json(result.to_json(), target)
 
@@ -309,7 +325,7 @@ def _finetune_once(exp: Experiment, folder: RunDir | Path) -> None:
         target = folder.finetune(task_label(task))
         if target.is_file():
             continue
-        values = {**spec, "task": task, "model": str(folder.final), "out": str(target)}
+        values = {**spec, "task": task, "model": _final_model(folder), "out": str(target)}
         finetune(from_dict(FinetuneConfig, values))
 
 
@@ -323,8 +339,18 @@ def _probe_once(exp: Experiment, folder: RunDir | Path) -> None:
         target = folder.probe(task_label(task))
         if target.is_file():
             continue
-        values = {**spec, "task": task, "model": str(folder.final), "out": str(target)}
+        values = {**spec, "task": task, "model": _final_model(folder), "out": str(target)}
         linear_probe(from_dict(FinetuneConfig, {**values, "method": "linear-probe"}))
+
+
+def _final_model(folder: RunDir) -> str:
+    """The run's final model, or a FemlmError for a run carried without its weights."""
+    if (folder.final / NO_WEIGHTS).is_file():
+        raise FemlmError(
+            f"{folder.root} was restored from a carried grid without its weights; "
+            "remove that folder to train the run again"
+        )
+    return str(folder.final)
 
 
 def _append_json(path: Path, data: dict) -> None:
