@@ -167,6 +167,50 @@ def attention(size: str, length: int, threads: int, steps: int, impl: str) -> di
             "tokens_per_s": rows * length / seconds}  # fmt: skip
 
 
+def fused_ab(size: str, length: int, threads: int, steps: int) -> dict:
+    """The preset's fwd + bwd + AdamW step, eager and fused attention (femlm's for the
+    rotary presets, transformers' SDPA for ``bert-*``) from the same weights, alternated
+    step by step in one process (so that a busy machine slows both alike); the median
+    of each after two warm-up rounds."""
+    import copy
+    import statistics
+
+    sys.path.insert(0, str(HERE))
+    from synthetic import made_up_tokenizer, median_step_seconds
+    from transformers import AutoModelForMaskedLM
+
+    from femlm.attention import use_fused_attention
+    from femlm.masking.collator import MaskingCollator
+    from femlm.model import preset_config
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as d:
+        tok = made_up_tokenizer(Path(d) / "tok", VOCAB)
+    torch.manual_seed(0)
+    config = preset_config(size, tok, length)
+    if size.startswith("bert-"):  # transformers' own SDPA path against its eager one
+        eager = AutoModelForMaskedLM.from_config(config, attn_implementation="eager")
+        fused = AutoModelForMaskedLM.from_config(config, attn_implementation="sdpa")
+        fused.load_state_dict(eager.state_dict())
+    else:
+        eager = AutoModelForMaskedLM.from_config(config)
+        fused = copy.deepcopy(eager)
+        use_fused_attention(fused)
+    rows = TOKENS_PER_STEP // length
+    feats = [
+        {"input_ids": torch.randint(5, VOCAB, (length,)), "example_index": i} for i in range(rows)
+    ]
+    batch = MaskingCollator(tok, strategy="random", rate=RATE, return_view_info=False)(feats)
+    opts = {m: torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (eager, fused)}
+    times: dict = {eager: [], fused: []}
+    for _ in range(steps + 2):
+        for m in (eager, fused):
+            times[m].append(median_step_seconds(m, opts[m], batch, 1, warmup=0))
+    e, f = (statistics.median(times[m][2:]) for m in (eager, fused))
+    return {"size": size, "length": length, "eager_tokens_per_s": rows * length / e,
+            "fused_tokens_per_s": rows * length / f, "fused_over_eager": e / f}  # fmt: skip
+
+
 def child(kind: str, *args: str, threads: int, steps: int) -> dict:
     """Run one measurement in a fresh process; its result and its peak resident memory."""
     cmd = [
@@ -189,6 +233,16 @@ def child(kind: str, *args: str, threads: int, steps: int) -> dict:
     return {**json.loads(out.strip().splitlines()[-1]), "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
+def fused_ab_table(sizes: list[str], lengths: list[int], kw: dict) -> list[dict]:
+    rows = [child("fused-ab", s, str(n), "fp32", **kw) for s in sizes for n in lengths]
+    print("\nfused against eager attention alternated step by step in one process "
+          "(fwd + bwd + AdamW, one pre-masked batch):")  # fmt: skip
+    for r in rows:
+        print(f"  {r['size']:8s} {r['length']:4d}: eager {r['eager_tokens_per_s']:8,.0f}, fused "
+              f"{r['fused_tokens_per_s']:8,.0f} tokens/s: fused / eager {r['fused_over_eager']:.2f}")  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["tiny", "mini", "small"])
@@ -205,11 +259,18 @@ def main() -> None:
     parser.add_argument(
         "--attention-size", default="mini", help="the BERT preset for SDPA vs eager"
     )
+    parser.add_argument(
+        "--fused-ab-only", action="store_true",
+        help="only the alternated fused/eager comparison of the --fused-sizes",
+    )  # fmt: skip
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write every row to this JSON file")
     args = parser.parse_args()
     if args.child:
         kind, size, length, flag = args.child
+        if kind == "fused-ab":
+            print(json.dumps(fused_ab(size, int(length), args.threads, args.steps)))
+            return
         if kind == "loop":
             row = one(size, int(length), args.threads, args.steps, flag == "bf16",
                       fused=flag == "fused")  # fmt: skip
@@ -223,6 +284,12 @@ def main() -> None:
         f"# {model}; flags: {' '.join(flags)}; {args.threads} thread(s), torch {torch.__version__}"
     )
     print(f"# {TOKENS_PER_STEP} tokens a step (28 x 128 or 7 x 512), rate {RATE}, vocab {VOCAB}")
+    if args.fused_ab_only:
+        ab = fused_ab_table(args.fused_sizes, args.lengths, kw)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"cpu": model, "flags": flags, "threads": args.threads,
+                                                   "torch": torch.__version__, "fused_ab": ab}, indent=2) + "\n")  # fmt: skip
+        return
     rows = [child("loop", s, str(n), "fp32", **kw) for s in args.sizes for n in args.lengths]
     print(f"{'preset':8s} {'len':>4s} {'tokens/s':>9s} {'GFLOP/tok':>9s} {'GFLOP/s':>8s} "
           f"{'matmul GFLOP/s':>14s} {'ratio':>6s} {'peak MiB':>9s}")  # fmt: skip
@@ -247,6 +314,7 @@ def main() -> None:
         print(f"  {r['size']:8s} {r['length']:4d}: {r['tokens_per_s']:9,.0f} tokens/s = "
               f"{r['tokens_per_s'] / eager['tokens_per_s']:.2f} x eager; {r['ratio']:.2f} of the "
               f"practical limit; peak {r['peak_rss_mib']:,.0f} MiB")  # fmt: skip
+    ab = fused_ab_table(args.fused_sizes, args.lengths, kw)
     attn = [
         child("attention", args.attention_size, str(n), impl, **kw)
         for n in args.lengths
@@ -266,7 +334,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": model, "flags": flags, "threads": args.threads,
                                                "torch": torch.__version__, "fp32": rows, "bf16": bf16,
-                                               "fused": fused, "attention": attn}, indent=2) + "\n")  # fmt: skip
+                                               "fused": fused, "fused_ab": ab, "attention": attn}, indent=2) + "\n")  # fmt: skip
 
 
 if __name__ == "__main__":

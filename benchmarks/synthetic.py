@@ -51,10 +51,10 @@ def median_logged_rate(metrics: Path) -> float:
 
 
 def median_step_seconds(
-    model: Any, opt: Any, batch: dict, steps: int, clip: float | None = None
+    model: Any, opt: Any, batch: dict, steps: int, clip: float | None = None, warmup: int = 2
 ) -> float:
     """fwd + bwd (+ gradient clipping) + optimizer step on one pre-masked batch, the
-    median seconds over the steps after two warm-up steps."""
+    median seconds over the steps after ``warmup`` warm-up steps."""
     from femlm.model import mlm_loss_sum
 
     times = []
@@ -67,4 +67,4 @@ def median_step_seconds(
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times[2:])
+    return statistics.median(times[warmup:])

@@ -2,9 +2,9 @@
 
 transformers runs RoFormer's attention eagerly: the (batch, heads, T, T) scores
 and probabilities are materialised, soft-maxed and dropped out as separate
-tensors, which at 512 tokens keeps femlm's `tiny` loop at 0.40 of this CPU's
-matrix-multiply limit (docs/benchmarks.md). The same arithmetic through PyTorch's
-``scaled_dot_product_attention`` is one fused kernel. The weights, their names and
+tensors. The same arithmetic through PyTorch's ``scaled_dot_product_attention``
+is one fused kernel, which on GPUs saves the memory of those tensors at long
+blocks; on the 2-core CPU of docs/benchmarks.md it was no faster. The weights, their names and
 the saved checkpoints are unchanged, so a model trained either way loads the same
 in transformers; only the floating-point order (and the dropout's random draws)
 differ, so a comparison stays within one setting.

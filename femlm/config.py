@@ -273,7 +273,8 @@ class RunSettings(Checked):
         False,
         "rotary (RoFormer) models: attention through PyTorch's fused "
         "scaled_dot_product_attention instead of transformers' eager path; the same "
-        "weights, another float order and other dropout draws (docs/benchmarks.md)",
+        "weights, another float order and other dropout draws; for GPUs (no faster on "
+        "the CPU of docs/benchmarks.md)",
         affects_training=True,
     )
     compile: bool = _f(False, "torch.compile the model", affects_training=False)
