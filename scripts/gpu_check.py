@@ -105,20 +105,23 @@ def environment(check: Check, dry: bool) -> dict:
 def throughput(check: Check, env: dict, dry: bool) -> None:
     from limit import one
 
-    plan = [("tiny", 32, False, False)] if dry else [
-        (size, n, True, comp) for size in ("small", "base") for n in (128, 512) for comp in (False, True)
-    ]  # fmt: skip
+    # (size, length, bf16, compile, fused attention): fused only where it could matter,
+    # at 512 tokens without compile (on the CPU it was no faster: docs/benchmarks.md)
+    plan = [("tiny", 32, False, False, False), ("tiny", 32, False, False, True)] if dry else [
+        (size, n, True, comp, False) for size in ("small", "base") for n in (128, 512) for comp in (False, True)
+    ] + [(size, 512, True, False, True) for size in ("small", "base")]  # fmt: skip
     rows = []
-    for size, length, bf16, comp in plan:
+    for size, length, bf16, comp, fused in plan:
         device = "cpu" if dry else "cuda"
         tokens = 256 if dry else 65536
-        r = one(size, length, 1, 4 if dry else 30, bf16, device, comp, tokens)
+        r = one(size, length, 1, 4 if dry else 30, bf16, device, comp, tokens, fused)
         r["compile"] = comp
         r["mfu"] = r["achieved_flops"] / env["peak_bf16_flops"] if env["peak_bf16_flops"] else None
         rows.append(r)
         mfu = f"MFU {r['mfu']:.3f}" if r["mfu"] is not None else "no spec peak"
         check.say(
-            f"{size:6s} {length:4d} {'bf16' if bf16 else 'fp32'}{'+compile' if comp else '':8s} "
+            f"{size:6s} {length:4d} {'bf16' if bf16 else 'fp32'}{'+compile' if comp else '':8s}"
+            f"{'+fused' if fused else '':6s} "
             f"{r['tokens_per_s']:12,.0f} tokens/s {r['achieved_flops'] / 1e12:8.2f} TFLOP/s {mfu}"
         )
     (check.out / "throughput.json").write_text(json.dumps({**env, "rows": rows}, indent=2) + "\n")
