@@ -2,11 +2,12 @@
 
 Stage A is fixed in advance. Each later stage's variants follow from the earlier
 stages' results by the protocol's rules (femlm.report.tuning), which this script
-applies; it never looks at test losses. Run it, commit what it writes, then run
-`femlm experiment` on it (re-running resumes).
+applies to the carried, committed runs (docs/results/tuned-<setting>, written by
+`femlm experiment --carry`); it never looks at test losses. Run it, commit what it
+writes, then run `femlm experiment` on it (re-running resumes).
 
     python scripts/protocol_grid.py A            # configs/tuned-{tapt,continual}.yaml, stage A
-    python scripts/protocol_grid.py B tapt       # + stage B from runs/tuned-tapt (unit 0's dev losses)
+    python scripts/protocol_grid.py B tapt       # + stage B from docs/results/tuned-tapt (unit 0's dev losses)
     python scripts/protocol_grid.py C tapt       # + stage C from units 0-2's dev losses
     python scripts/protocol_grid.py E tapt       # configs/tuned-epochs-tapt.yaml (budgets)
     python scripts/protocol_grid.py D            # configs/tuned-mini.yaml (mini starts, TAPT)
@@ -99,7 +100,7 @@ def stage_a() -> dict:
 
 def grid(setting: str, stage: str) -> dict:
     runs = stage_a()
-    folder = ROOT / "runs" / f"tuned-{setting}"
+    folder = ROOT / "docs" / "results" / f"tuned-{setting}"  # the carried, committed record
     if stage in ("B", "C"):
         spec = {"base": {}, "runs": runs}
         variants = load_runs(folder)
