@@ -50,7 +50,7 @@ headline() {
     local warm=()  # the warm starts: the tuned grids need only the rotary tiny preset's
     [[ $name == tuned-* ]] && warm=(--variants tiny)
     [ "$name" = presets ] || [ -d runs/presets/tiny/seed-2/final ] ||
-        femlm experiment configs/presets.yaml --no-report ${warm[@]+"${warm[@]}"}
+        femlm experiment configs/presets.yaml --no-report --processes "${FEMLM_PROCESSES:-1}" ${warm[@]+"${warm[@]}"}
     local carry=()  # the protocol's grids span sessions: each run is published into
     # docs/results/NAME as it finishes and restored from there, not re-run (docs/protocol.md,
     # amendment 1); FEMLM_CARRY=0 runs every cell again
