@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -141,27 +142,39 @@ def one(
             "flop_per_token": fpt, "achieved_flops": tokens_per_s * fpt, "matmul_flops": limit}  # fmt: skip
 
 
-def attention(size: str, length: int, threads: int, steps: int, impl: str) -> dict:
-    """fwd + bwd + AdamW of the BERT preset on one pre-masked batch, eager or SDPA."""
+def _masked_batch(length: int) -> tuple[Any, dict]:
+    """The made-up tokenizer and one batch of TOKENS_PER_STEP random tokens masked at
+    RATE; then ``torch.manual_seed(0)``, so that the models built next start the same."""
     sys.path.insert(0, str(HERE))
-    from synthetic import made_up_tokenizer, median_step_seconds
-    from transformers import AutoModelForMaskedLM
+    from synthetic import made_up_tokenizer
 
     from femlm.masking.collator import MaskingCollator
-    from femlm.model import preset_config
 
-    torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as d:
         tok = made_up_tokenizer(Path(d) / "tok", VOCAB)
-    torch.manual_seed(0)
-    config = preset_config(f"bert-{size}", tok, length)
-    model = AutoModelForMaskedLM.from_config(config, attn_implementation=impl)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     rows = TOKENS_PER_STEP // length
     feats = [
         {"input_ids": torch.randint(5, VOCAB, (length,)), "example_index": i} for i in range(rows)
     ]
     batch = MaskingCollator(tok, strategy="random", rate=RATE, return_view_info=False)(feats)
+    torch.manual_seed(0)
+    return tok, batch
+
+
+def attention(size: str, length: int, threads: int, steps: int, impl: str) -> dict:
+    """fwd + bwd + AdamW of the BERT preset on one pre-masked batch, eager or SDPA."""
+    sys.path.insert(0, str(HERE))
+    from synthetic import median_step_seconds
+    from transformers import AutoModelForMaskedLM
+
+    from femlm.model import preset_config
+
+    torch.set_num_threads(threads)
+    tok, batch = _masked_batch(length)
+    config = preset_config(f"bert-{size}", tok, length)
+    model = AutoModelForMaskedLM.from_config(config, attn_implementation=impl)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rows = TOKENS_PER_STEP // length
     seconds = median_step_seconds(model, opt, batch, steps)
     return {"size": f"bert-{size}", "length": length, "attention": impl,
             "tokens_per_s": rows * length / seconds}  # fmt: skip
@@ -176,17 +189,14 @@ def fused_ab(size: str, length: int, threads: int, steps: int) -> dict:
     import statistics
 
     sys.path.insert(0, str(HERE))
-    from synthetic import made_up_tokenizer, median_step_seconds
+    from synthetic import median_step_seconds
     from transformers import AutoModelForMaskedLM
 
     from femlm.attention import use_fused_attention
-    from femlm.masking.collator import MaskingCollator
     from femlm.model import preset_config
 
     torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as d:
-        tok = made_up_tokenizer(Path(d) / "tok", VOCAB)
-    torch.manual_seed(0)
+    tok, batch = _masked_batch(length)
     config = preset_config(size, tok, length)
     if size.startswith("bert-"):  # transformers' own SDPA path against its eager one
         eager = AutoModelForMaskedLM.from_config(config, attn_implementation="eager")
@@ -197,10 +207,6 @@ def fused_ab(size: str, length: int, threads: int, steps: int) -> dict:
         fused = copy.deepcopy(eager)
         use_fused_attention(fused)
     rows = TOKENS_PER_STEP // length
-    feats = [
-        {"input_ids": torch.randint(5, VOCAB, (length,)), "example_index": i} for i in range(rows)
-    ]
-    batch = MaskingCollator(tok, strategy="random", rate=RATE, return_view_info=False)(feats)
     opts = {m: torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (eager, fused)}
     times: dict = {eager: [], fused: []}
     for _ in range(steps + 2):
@@ -280,6 +286,7 @@ def main() -> None:
         return
     model, flags = cpu_description()
     kw = {"threads": args.threads, "steps": args.steps}
+    header = {"cpu": model, "flags": flags, "threads": args.threads, "torch": torch.__version__}
     print(
         f"# {model}; flags: {' '.join(flags)}; {args.threads} thread(s), torch {torch.__version__}"
     )
@@ -287,8 +294,7 @@ def main() -> None:
     if args.fused_ab_only:
         ab = fused_ab_table(args.fused_sizes, args.lengths, kw)
         if args.json:
-            Path(args.json).write_text(json.dumps({"cpu": model, "flags": flags, "threads": args.threads,
-                                                   "torch": torch.__version__, "fused_ab": ab}, indent=2) + "\n")  # fmt: skip
+            Path(args.json).write_text(json.dumps({**header, "fused_ab": ab}, indent=2) + "\n")
         return
     rows = [child("loop", s, str(n), "fp32", **kw) for s in args.sizes for n in args.lengths]
     print(f"{'preset':8s} {'len':>4s} {'tokens/s':>9s} {'GFLOP/tok':>9s} {'GFLOP/s':>8s} "
@@ -332,9 +338,9 @@ def main() -> None:
     lows = [f"{r['size']}-{r['length']}" for r in fused if r["ratio"] < 0.5]
     print(f"below half with fused attention: {', '.join(lows) or 'none'}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": model, "flags": flags, "threads": args.threads,
-                                               "torch": torch.__version__, "fp32": rows, "bf16": bf16,
-                                               "fused": fused, "fused_ab": ab, "attention": attn}, indent=2) + "\n")  # fmt: skip
+        every = {**header, "fp32": rows, "bf16": bf16, "fused": fused, "fused_ab": ab,
+                 "attention": attn}  # fmt: skip
+        Path(args.json).write_text(json.dumps(every, indent=2) + "\n")
 
 
 if __name__ == "__main__":

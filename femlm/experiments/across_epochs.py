@@ -10,8 +10,9 @@ step (equal compute), hidden tokens are scored (positions shown as ``[MASK]``),
 and nothing is chosen on the test blocks. The settings were fixed before any act-2
 run: standard masking's best cell on dev blocks among the tuned grid's stage-A
 cells finished then (docs/protocol.md; rate 0.25, linear decay, lr 1e-3, ahead of
-every rate-1/7 cell; the rates 1/3 and 1/2 were not yet run), and ``fully-explored-epochs`` at the same rate (K = 4) and recipe, so the
-baseline gets its tuned settings and the new method borrows them. The
+every rate-1/7 cell; the rates 1/3 and 1/2 were not yet run), and
+``fully-explored-epochs`` at the same rate (K = 4) and recipe, so the baseline
+gets its tuned settings and the new method borrows them. The
 downstream line is a linear probe (a frozen encoder: no fine-tuning noise, no
 collapse to hide), over the same 5 seeds.
 """

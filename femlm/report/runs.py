@@ -103,13 +103,19 @@ def unfinished_note(folder: Path) -> list[str]:
     return [f"Left out, not finished (still training or interrupted): {', '.join(left)}.", ""]
 
 
+def first_saved_config(folder: Path) -> dict[str, Any]:
+    """The saved ``femlm_config.json`` of the experiment's first started run ({} if none):
+    what the runs share (evaluation, threads) without a run's own settings."""
+    saved = next((run.config for _, run in ExperimentDir(folder).runs() if run.started), None)
+    return json.loads(saved.read_text()) if saved else {}
+
+
 def compute_note(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
     """The CPU time the grid's pre-training took, from each run's ``timing.json``."""
     timed = [r.seconds for runs in variants.values() for r in runs if r.seconds is not None]
     if not timed:
         return []
-    saved = next((run.config for _, run in ExperimentDir(folder).runs() if run.started), None)
-    threads = json.loads(saved.read_text()).get("threads") if saved else None
+    threads = first_saved_config(folder).get("threads")
     each = f"{threads} torch thread{'s' if threads != 1 else ''} a run" if threads else "per run"
     hours = sum(timed) / 3600
     line = (

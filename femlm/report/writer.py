@@ -8,7 +8,6 @@ interval of the mean difference, paired by seed, must exclude 0.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
@@ -20,6 +19,7 @@ from femlm.report.plots import ablation_section, plot_curves, plot_variance_step
 from femlm.report.runs import (
     Run,
     compute_note,
+    first_saved_config,
     load_runs,
     pick_baseline,
     read_config,
@@ -39,7 +39,6 @@ from femlm.report.stats import (
 )
 from femlm.report.tuning import test_by_seed, tuned_section
 from femlm.report.variance import ranking_check, variance_claims, variance_section
-from femlm.runs import ExperimentDir
 
 
 def efficiency_table(variants: dict[str, list[Run]], baseline: str) -> tuple[list[str], dict]:
@@ -151,10 +150,9 @@ def reevaluation_section(
 
 def eval_note(folder: Path) -> list[str]:
     """How the validation positions were shown to the model (from a run's saved config)."""
-    saved = next((run.config for _, run in ExperimentDir(folder).runs() if run.started), None)
-    if saved is None:
+    cfg = first_saved_config(folder)
+    if not cfg:
         return []
-    cfg = json.loads(saved.read_text())
     # Runs saved before these keys existed were scored with 80/10/10 inputs.
     m, r = cfg.get("eval_mask_prob", 0.8), cfg.get("eval_random_prob", 0.1)
     lines = [
