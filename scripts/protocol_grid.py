@@ -8,7 +8,8 @@ writes, then run `femlm experiment` on it (re-running resumes).
 
     python scripts/protocol_grid.py A            # configs/tuned-{tapt,continual}.yaml, stage A
     python scripts/protocol_grid.py B tapt       # + stage B from docs/results/tuned-tapt (unit 0's dev losses)
-    python scripts/protocol_grid.py C tapt       # + stage C from units 0-2's dev losses
+    python scripts/protocol_grid.py C tapt       # + stage C from units 0-2's dev losses, with
+                                                 #   stage F's probe and fine-tuning of its finals
     python scripts/protocol_grid.py E tapt       # configs/tuned-epochs-tapt.yaml (budgets)
     python scripts/protocol_grid.py D            # configs/tuned-mini.yaml (mini starts, TAPT)
 """
@@ -24,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from femlm.errors import FemlmError  # noqa: E402
 from femlm.report.runs import load_runs  # noqa: E402
 from femlm.report.tuning import arms, cell_of, choose  # noqa: E402
 
@@ -34,6 +36,8 @@ SCHEDULES = ("constant", "linear")
 LRS = (0.00025, 0.0005, 0.001)
 BUDGETS = (1, 5, 10, 20, 40, 80)
 SELECT, VERDICT = [0, 1, 2], [3, 4, 5, 6, 7, 8]
+FINETUNED = VERDICT[:3]  # stage F fine-tunes units 3-5, one per start
+TASKS = {"tapt": "movies", "continual": "debian"}  # stage F's task after each setting
 TINY = [f"runs/presets/tiny/seed-{s}/final" for s in range(3)]
 MINI = [f"runs/mini-presets/mini/seed-{s}/final" for s in range(3)]
 # (train corpus, held-out corpus, training blocks of 64 tokens with the BBC tokenizer)
@@ -54,7 +58,7 @@ HEADER = """\
 # and its budgets are docs/protocol.md. Do not edit by hand: re-run the script.
 # Needs: femlm data fetch; runs/presets (configs/presets.yaml){mini}; the corpora
 # files made as docs/protocol.md says (head/tail/awk of the fetched JSONL).
-# Time: measured in docs/results/tuned (one torch thread per process).
+# Time: each run's timing.json in docs/results/{name} (one torch thread per process).
 """
 
 
@@ -103,7 +107,10 @@ def grid(setting: str, stage: str) -> dict:
     folder = ROOT / "docs" / "results" / f"tuned-{setting}"  # the carried, committed record
     if stage in ("B", "C"):
         spec = {"base": {}, "runs": runs}
-        variants = load_runs(folder)
+        try:
+            variants = load_runs(folder)
+        except FemlmError as err:
+            raise SystemExit(f"stage A is not finished: {err}") from None
         for arm_names in arms(spec, runs).values():
             cells: dict = {}
             for n in arm_names:
@@ -119,10 +126,28 @@ def grid(setting: str, stage: str) -> dict:
                 if best is None:
                     raise SystemExit("stage B is not finished")
                 runs[best]["seeds"] = SELECT + VERDICT
-    return {
+    spec = {
         "name": f"tuned-{setting}", "out_dir": f"runs/tuned-{setting}", "seeds": [0],
         "starts": TINY, "tuning": {"select_seeds": SELECT, "verdict_seeds": VERDICT},
         "base": base(setting), "runs": runs,
+    }  # fmt: skip
+    if stage == "C":  # stage F rides on stage C, so its finals are probed where they were trained
+        bests = [n for n, v in runs.items() if VERDICT[0] in v["seeds"]]
+        spec.update(downstream(setting, bests))
+    return spec
+
+
+def downstream(setting: str, variants: list[str]) -> dict:
+    """Stage F's sections: the linear probe of every verdict unit's final, and the
+    fine-tuning of units 3-5 (3 seeds, lr chosen on the first seed's dev macro-F1)."""
+    shared = {"tasks": [TASKS[setting]], "variants": variants, "metric": "macro_f1",
+              "max_length": 64, "threads": 1, "progress": False}  # fmt: skip
+    return {
+        "probe": {**shared, "pretrain_seeds": VERDICT, "seeds": [0]},
+        "finetune": {
+            **shared, "pretrain_seeds": FINETUNED, "seeds": [0, 1, 2],
+            "lrs": [0.0003, 0.001, 0.003], "epochs": 10, "patience": 3,
+        },
     }  # fmt: skip
 
 
@@ -162,7 +187,7 @@ def mini() -> dict:
 def write(name: str, spec: dict, stage: str) -> None:
     path = ROOT / "configs" / f"{name}.yaml"
     mini_note = "; runs/mini-presets (configs/mini-presets.yaml)" if stage == "D" else ""
-    text = HEADER.format(stage=stage, mini=mini_note)
+    text = HEADER.format(stage=stage, mini=mini_note, name=name)
     text += yaml.safe_dump(spec, sort_keys=False, width=110, default_flow_style=None)
     path.write_text(text)
     print(f"wrote {path.relative_to(ROOT)}")

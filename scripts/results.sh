@@ -44,8 +44,47 @@ random_init() {  # NAME TASK: the fine-tuning recipe on the untrained preset
         --out "runs/$1/random-init-finetune-$2.json"
 }
 
+parallel() {  # run each argument (a command line) with at most FEMLM_PROCESSES at once
+    local running=0 failed=0
+    for job in "$@"; do
+        if [ "$running" -ge "${FEMLM_PROCESSES:-1}" ]; then wait -n || failed=1; running=$((running - 1)); fi
+        bash -c "$job" & running=$((running + 1))
+    done
+    while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+    return $failed
+}
+
+reference() {  # NAME FILE ARGS...: one stage-F reference of grid NAME, carried like its runs
+    local name=$1 file=$2 carried="docs/results/$1/$2" out="runs/$1/$2"
+    shift 2
+    [ -f "$out" ] || { [ -f "$carried" ] && cp "$carried" "$out"; } || {
+        femlm finetune "$@" --max-length 64 --metric macro_f1 --threads 1 --no-progress --out "$out" &&
+            cp "$out" "$carried"
+    }
+}
+
+tuned_references() {  # NAME TASK: stage F's references (docs/protocol.md): the three warm
+    # starts and the untrained preset, probed on both tasks and fine-tuned on TASK
+    local name=$1 task=$2 jobs=() ft="--lrs 0.0003 0.001 0.003 --epochs 10 --patience 3"
+    mkdir -p "runs/$name" "docs/results/$name"
+    python scripts/start_fingerprints.py runs/presets/tiny/seed-{0,1,2}/final > "runs/$name/start-fingerprints.json"
+    for t in movies debian; do
+        jobs+=("reference $name probe-random-init-$t.json --model tiny --tokenizer runs/bbc-tokenizer --task $t --method linear-probe --seeds 0 1 2")
+        for s in 0 1 2; do
+            jobs+=("reference $name probe-start-seed$s-$t.json --model runs/presets/tiny/seed-$s/final --task $t --method linear-probe --seeds 0")
+        done
+    done
+    jobs+=("reference $name random-init-finetune-$task.json --model tiny --tokenizer runs/bbc-tokenizer --task $task --seeds 0 1 2 $ft")
+    for s in 0 1 2; do
+        jobs+=("reference $name start-seed$s-finetune-$task.json --model runs/presets/tiny/seed-$s/final --task $task --seeds 0 1 2 $ft")
+    done
+    export -f reference
+    cp "runs/$name/start-fingerprints.json" "docs/results/$name/"
+    parallel "${jobs[@]}"
+}
+
 headline() {
-    local name=$1
+    local name=$1 failed=""
     slices
     local warm=()  # the warm starts: the tuned grids need only the rotary tiny preset's
     [[ $name == tuned-* ]] && warm=(--variants tiny)
@@ -60,6 +99,9 @@ headline() {
     case "$name" in
         rotary-scratch|tapt-epochs) random_init "$name" movies ;;
         rotary-continual) random_init "$name" debian ;;
+        # a failed reference is reported at the end; the report is published first
+        tuned-tapt) tuned_references "$name" movies || failed="references of $name" ;;
+        tuned-continual) tuned_references "$name" debian || failed="references of $name" ;;
     esac
     case "$name" in
         presets) pairs=(--presets) ;;
@@ -68,6 +110,7 @@ headline() {
         *) pairs=() ;;
     esac
     python scripts/publish_results.py "runs/$name" "docs/results/$name" ${pairs[@]+"${pairs[@]}"}
+    if [ -n "${failed:-}" ]; then echo "results.sh: $failed failed (errors above)" >&2; return 1; fi
 }
 
 history() {  # the BERT-tiny grids, as they were run (docs/results/history.md)

@@ -335,6 +335,19 @@ def test_a_carried_grid_goes_on_on_a_new_machine_without_its_weights(
     assert "restored from a carried grid without its weights" in capsys.readouterr().err
 
 
+def test_publishing_carries_the_references_beside_the_runs(tmp_path):
+    from femlm.experiments.carry import publish_runs
+
+    src = tmp_path / "runs"
+    src.mkdir()
+    kept = ["random-init-finetune-movies.json", "start-seed2-finetune-movies.json"]
+    kept += ["probe-start-seed0-debian.json", "start-fingerprints.json"]
+    for name in [*kept, "notes.json"]:
+        (src / name).write_text("{}")
+    assert publish_runs(src, tmp_path / "carried") == 4
+    assert sorted(p.name for p in (tmp_path / "carried").iterdir()) == sorted(kept)
+
+
 def test_processes_sharing_a_grid_skip_the_runs_another_one_holds(experiment, tmp_path, caplog):
     import subprocess
     import sys

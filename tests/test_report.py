@@ -198,8 +198,8 @@ def test_chosen_learning_rates_in_the_downstream_table(report):
     assert "| lr (chosen on dev) |" in table
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     fe_sst2 = next(x for x in lines if x.startswith("| fully-explored | sst2 |"))
-    assert fe_sst2.endswith("| 3e-04, 1e-03 |")
-    assert next(x for x in lines if x.startswith("| standard | sst2 |")).endswith("| — |")
+    assert fe_sst2.endswith("| 3e-04, 1e-03 | not recorded |")  # old files lack it
+    assert next(x for x in lines if x.startswith("| standard | sst2 |")).endswith("| — | not recorded |")
     assert "| 0.803 ± 0.012 (n=6) |" in fe_sst2
 
 
@@ -246,17 +246,24 @@ def test_the_downstream_claim_judges_the_metric_that_chose_the_recipe(tmp_path):
     assert claim[1] == "not reproduced (FE worse)"
 
 
-def test_the_random_initialisation_reference_joins_the_downstream_table(tmp_path):
+def test_the_references_join_the_downstream_table_with_their_collapses(tmp_path):
     runs = {k: RUNS[k] for k in ("standard", "fully-explored")}
     finetune = {k: {"sst2": [finetune_result([0.7])] * 3} for k in runs}
     root = make_experiment(tmp_path / "runs", runs, {k: FINALS[k] for k in runs}, finetune)
-    reference = {"lr": 1e-3, "runs": [{"test_accuracy": a, "test_macro_f1": a} for a in (0.5, 0.6)]}
+    scores = [(0.5, True), (0.6, False)]
+    reference = {"lr": 1e-3, "runs": [
+        {"test_accuracy": a, "test_macro_f1": a, "collapsed": c} for a, c in scores
+    ]}  # fmt: skip
     (root / "random-init-finetune-sst2.json").write_text(json.dumps(complete(reference)))
+    start = {"lr": 3e-4, "runs": [{"test_accuracy": 0.7, "test_macro_f1": 0.7, "collapsed": False}]}
+    (root / "start-seed1-finetune-sst2.json").write_text(json.dumps(complete(start)))
     table = section(write_report(root).read_text(), "Downstream")
-    assert table_rows(table)["random initialisation"] == [
-        "sst2", "0.550 ± 0.071 (n=2)", "0.550 ± 0.071 (n=2)", "1e-03"
+    rows = table_rows(table)
+    assert rows["random initialisation"] == [
+        "sst2", "0.550 ± 0.071 (n=2)", "0.550 ± 0.071 (n=2)", "1e-03", "1 of 2"
     ]  # fmt: skip
-    assert "random-init-finetune-sst2.json" in table
+    assert rows["start seed1"][3:] == ["3e-04", "0 of 1"]
+    assert "random-init-finetune-sst2.json" in table and "start-seed1-finetune-sst2.json" in table
 
 
 def test_the_loss_claim_names_a_baseline_that_is_not_standard_masking(tmp_path):

@@ -78,3 +78,16 @@ def test_pairs_whose_starts_were_pre_trained_again_elsewhere_are_named():
     note = starts_note(mixed)
     assert "seeds 1 (2 different weights)" in note and "seeds 0" not in note
     assert "1 runs recorded no fingerprint" in note
+
+
+def test_the_references_say_whether_they_were_measured_on_the_runs_own_starts(tmp_path):
+    from femlm.report.tuning import references_note
+
+    config = {"starts": ["s0", "s1"]}
+    variants = {"a": [_run(0, "aa"), _run(1, "bb"), _run(2, "aa")], "b": [_run(3, "bb")]}
+    path = tmp_path / "start-fingerprints.json"
+    path.write_text(json.dumps({"s0": "aa", "s1": "bb"}))
+    assert "measured on the runs' own starts" in references_note(config, variants, path)
+    path.write_text(json.dumps({"s0": "aa", "s1": "zz"}))
+    note = references_note(config, variants, path)
+    assert "start 1 (zz against the runs' ['bb'])" in note and "start 0" not in note

@@ -16,6 +16,10 @@ from femlm.runs import ExperimentDir, RunDir
 
 SMALL = ("femlm_config.json", "metrics.jsonl", "timing.json", "variance.json")
 NO_WEIGHTS = "WEIGHTS-NOT-COMMITTED"
+# an experiment's references: the recipe on the untrained preset and on the warm starts
+# (with the starts' fingerprints), and reference probes
+REFERENCES = ("random-init-finetune-*.json", "start-seed*-finetune-*.json", "probe-*.json")
+REFERENCES += ("start-fingerprints.json",)
 
 
 def publish_run(run: RunDir, target: RunDir) -> int:
@@ -45,7 +49,7 @@ def publish_runs(src: str | Path, dest: str | Path, finished_only: bool = False)
     if exp.spec.is_file():
         shutil.copyfile(exp.spec, ExperimentDir(dest).spec)
     copied = 0
-    for reference in sorted([*src.glob("random-init-finetune-*.json"), *src.glob("probe-*.json")]):
+    for reference in sorted(f for pattern in REFERENCES for f in src.glob(pattern)):
         shutil.copyfile(reference, dest / reference.name)
         copied += 1
     for variant, run in exp.runs():

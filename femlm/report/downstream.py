@@ -40,13 +40,21 @@ def _tasks(variants: dict[str, list[Run]]) -> list[str]:
 def _row(name: str, task: str, seeds: list[SeedRun], lrs: str) -> str:
     acc = [x.test_accuracy for x in seeds]
     f1 = [x.test_macro_f1 for x in seeds]
-    return f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {lrs} |"
+    known = [x.collapsed for x in seeds if x.collapsed is not None]
+    collapsed = f"{sum(known)} of {len(known)}" if known else "not recorded"
+    return f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {lrs} | {collapsed} |"
 
 
-def _reference(folder: Path | None, task: str) -> Path | None:
-    """``random-init-finetune-<task>.json``, the recipe on the untrained model, if present."""
-    path = ExperimentDir(folder).random_init_finetune(task) if folder else None
-    return path if path and path.is_file() else None
+def _references(folder: Path | None, task: str) -> list[tuple[str, Path]]:
+    """``(label, path)`` of the recipe on the untrained model
+    (``random-init-finetune-<task>.json``) and on each warm start
+    (``start-seed<s>-finetune-<task>.json``), those present."""
+    if not folder:
+        return []
+    found = [("random initialisation", ExperimentDir(folder).random_init_finetune(task))]
+    for path in sorted(Path(folder).glob(f"start-seed*-finetune-{task}.json")):
+        found.append((path.name.split("-finetune-")[0].replace("-", " "), path))
+    return [(label, path) for label, path in found if path.is_file()]
 
 
 def downstream_table(variants: dict[str, list[Run]], folder: Path | None = None) -> list[str]:
@@ -54,8 +62,8 @@ def downstream_table(variants: dict[str, list[Run]], folder: Path | None = None)
     if not tasks:
         return ["No fine-tuning results."]
     lines = [
-        "| variant | task | test accuracy | test macro-F1 | lr (chosen on dev) |",
-        "|---|---|---|---|---|",
+        "| variant | task | test accuracy | test macro-F1 | lr (chosen on dev) | collapsed |",
+        "|---|---|---|---|---|---|",
     ]
     references = []
     for task in tasks:
@@ -63,15 +71,15 @@ def downstream_table(variants: dict[str, list[Run]], folder: Path | None = None)
             seeds = [x for r in runs if task in r.finetune for x in r.finetune[task].runs]
             if seeds:
                 lines.append(_row(name, task, seeds, _chosen_lrs(runs, task)))
-        if path := _reference(folder, task):
+        for label, path in _references(folder, task):
             ref = FinetuneResult.load(path)
-            lines.append(_row("random initialisation", task, ref.runs, f"{ref.lr:.0e}"))
+            lines.append(_row(label, task, ref.runs, f"{ref.lr:.0e}"))
             references.append(path.name)
     lines += ["", "Spread is over all (pre-training seed, fine-tuning seed) pairs."]
     if references:
         lines += [
-            f"Random initialisation: the same recipe on the untrained preset, one run per "
-            f"fine-tuning seed ({', '.join(references)})."
+            f"References: the same recipe on the untrained preset (one initialisation per "
+            f"fine-tuning seed) and on the warm starts ({', '.join(references)})."
         ]
     return lines
 

@@ -14,8 +14,10 @@ tuned (rate, schedule, learning rate). The rule (docs/protocol.md):
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from femlm.masking.strategies import MaskingSpec
@@ -73,7 +75,9 @@ def _show(x: float | None) -> str:
     return "—" if x is None else f"{x:.4f}"
 
 
-def tuned_section(config: dict[str, Any], variants: dict[str, list[Run]]) -> list[str]:
+def tuned_section(
+    config: dict[str, Any], variants: dict[str, list[Run]], folder: Path | None = None
+) -> list[str]:
     """The protocol's tables: every cell's dev loss, each arm's best on dev, best against
     best on test over the verdict seeds, and same rate against same rate."""
     tuning = config.get("tuning") or {}
@@ -99,6 +103,8 @@ def tuned_section(config: dict[str, Any], variants: dict[str, list[Run]]) -> lis
             )
     best = {arm: choose(members, variants, select) for arm, members in groups.items()}
     lines += ["", starts_note([variants[n] for n in names])]
+    if folder and (Path(folder) / "start-fingerprints.json").is_file():
+        lines += ["", references_note(config, variants, Path(folder) / "start-fingerprints.json")]
     lines += ["", *_best_against_best(best, variants, verdict, config), ""]
     lines += _same_rate(config, groups, variants, select)
     return lines
@@ -126,6 +132,29 @@ def starts_note(groups: list[list[Run]]) -> str:
         "that difference too."
     )
     return line + (f" {unknown} runs recorded no fingerprint." if unknown else "")
+
+
+def references_note(config: dict[str, Any], variants: dict[str, list[Run]], path: Path) -> str:
+    """Whether the references (probes and fine-tuning of the starts) were measured on the
+    starts the runs began from: unit u begins from start u mod (number of starts)."""
+    measured = json.loads(path.read_text())
+    starts = list(config.get("starts") or [])
+    differ = []
+    for i, start in enumerate(starts):
+        runs_fp = {
+            r.start_weights
+            for runs in variants.values()
+            for r in runs
+            if r.seed % len(starts) == i and r.start_weights
+        }
+        if start in measured and runs_fp and runs_fp != {measured[start]}:
+            differ.append(f"start {i} ({measured[start]} against the runs' {sorted(runs_fp)})")
+    if differ:
+        return (
+            "References: measured on starts pre-trained again elsewhere, not the runs' own: "
+            + "; ".join(differ) + f" ({path.name})."
+        )  # fmt: skip
+    return f"References: measured on the runs' own starts (fingerprints in {path.name})."
 
 
 def _best_against_best(

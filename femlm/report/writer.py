@@ -215,7 +215,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md += [f"![validation loss vs steps]({plots[0].name})", ""]
     md += [f"![validation loss vs time]({plots[1].name})", ""]
     if config.get("tuning"):
-        md += ["## Tuned against tuned", "", *tuned_section(config, variants), ""]
+        md += ["## Tuned against tuned", "", *tuned_section(config, variants, folder), ""]
     md += ["## Every comparison", "", *comparisons_section(variants, baseline, who.fe)]
     md += [*pairs_section(config, variants), ""]
     md += ["## Ablations", "", *ablation_section(variants, baseline, config, out)]
