@@ -5,7 +5,7 @@
 copies ``experiment.json`` and, for every ``<variant>/seed-<s>/`` run, its
 ``femlm_config.json``, ``metrics.jsonl``, ``timing.json``, ``variance.json`` and
 ``finetune-*.json`` and ``probe-*.json`` (never weights), and the experiment's
-references (``random-init-finetune-<task>.json``, ``probe-*.json``), then writes ``report.md`` and its plots with
+references (``femlm.experiments.carry.REFERENCES``), then writes ``report.md`` and its plots with
 ``femlm report``. With ``--presets`` it also writes ``table.md`` and
 ``table.json``: per preset, the steps to 0.3 and 1.0 nats below the unigram
 baseline and the training throughput, over seeds.

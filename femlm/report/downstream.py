@@ -77,9 +77,11 @@ def downstream_table(variants: dict[str, list[Run]], folder: Path | None = None)
             references.append(path.name)
     lines += ["", "Spread is over all (pre-training seed, fine-tuning seed) pairs."]
     if references:
+        kinds = ["the untrained preset (one initialisation per fine-tuning seed)"]
+        kinds = kinds if any(r.startswith("random-init") for r in references) else []
+        kinds += ["the warm starts"] if any(r.startswith("start-") for r in references) else []
         lines += [
-            f"References: the same recipe on the untrained preset (one initialisation per "
-            f"fine-tuning seed) and on the warm starts ({', '.join(references)})."
+            f"References: the same recipe on {' and '.join(kinds)} ({', '.join(references)})."
         ]
     return lines
 
