@@ -10,7 +10,8 @@ writes, then run `femlm experiment` on it (re-running resumes).
     python scripts/protocol_grid.py B tapt       # + stage B from docs/results/tuned-tapt (unit 0's dev losses)
     python scripts/protocol_grid.py C tapt       # + stage C from units 0-2's dev losses, with
                                                  #   stage F's probe and fine-tuning of its finals
-    python scripts/protocol_grid.py E tapt       # configs/tuned-epochs-tapt.yaml (budgets)
+    python scripts/protocol_grid.py E tapt       # configs/tuned-epochs-tapt.yaml (budgets; with
+                                                 #   standard at fe-epochs' best cell if it differs)
     python scripts/protocol_grid.py D            # configs/tuned-mini.yaml (mini starts, TAPT)
 """
 
@@ -161,11 +162,31 @@ def bests(setting: str) -> dict[str, dict]:
     return out
 
 
+def same_rate_standard(spec: dict) -> str | None:
+    """Standard's stage-B cell at fully-explored-epochs' best rate and schedule, where
+    standard's own best is another cell: stage G's hypothesis is about the same rate
+    (amendment 3)."""
+    runs = spec["runs"]
+    groups = arms(spec, runs)
+    best = {a: next(n for n in ns if VERDICT[0] in runs[n]["seeds"]) for a, ns in groups.items()}
+    fe = next(n for a, n in best.items() if a != "standard")
+    if cell_of(spec, best["standard"]) == cell_of(spec, fe):
+        return None
+    return next(
+        n for n in groups["standard"]
+        if SELECT[-1] in runs[n]["seeds"] and cell_of(spec, n) == cell_of(spec, fe)
+    )  # fmt: skip
+
+
 def epochs_study(setting: str) -> dict:
+    spec = yaml.safe_load((ROOT / "configs" / f"tuned-{setting}.yaml").read_text())
+    studied = [(name, values, False) for name, values in bests(setting).items()]
+    if same := same_rate_standard(spec):  # no stage-C run of it at 40 epochs
+        studied.append((same, {k: v for k, v in spec["runs"][same].items() if k != "seeds"}, True))
     runs = {}
-    for name, values in bests(setting).items():
+    for name, values, with_40 in studied:
         for e in BUDGETS:
-            if e == EPOCHS:
+            if e == EPOCHS and not with_40:
                 continue  # the 40-epoch point is stage C's runs (units 3-5)
             b = base(setting, e)
             runs[f"{name}-e{e}"] = {

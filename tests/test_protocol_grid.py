@@ -85,3 +85,45 @@ def test_stage_b_and_c_follow_dev_losses_and_c_carries_stage_f(pg, tmp_path):
     assert sorted(c["probe"]["variants"]) == bests and c["probe"]["pretrain_seeds"] == pg.VERDICT
     assert c["finetune"]["pretrain_seeds"] == [3, 4, 5] and c["finetune"]["tasks"] == ["movies"]
     assert c["finetune"]["lrs"] == [0.0003, 0.001, 0.003]
+
+
+def _module(name: str):
+    path = SCRIPT.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stage_e_adds_standard_at_fe_epochs_best_cell_and_stage_g_fits_dev(pg, tmp_path):
+    import yaml
+
+    from femlm.report.runs import load_runs
+
+    folder = tmp_path / "docs" / "results" / "tuned-tapt"
+    folder.mkdir(parents=True)
+    (folder / "names.json").write_text(json.dumps(list(pg.stage_a())))
+    rate_penalty = {"r7": 0.3, "K7": 0.0, "r4": 0.0, "K4": 0.1, "r3": 0.2, "K3": 0.2}
+
+    def dev(name, seed):  # standard best at 1/4, fe-epochs best at 1/7: cells differ
+        tag = name.split("-")[2 if name.startswith("fe") else 1]
+        return _dev(name, seed) + rate_penalty.get(tag, 0.4)
+
+    _carry(folder, dev, [0, 1, 2])
+    c = pg.grid("tapt", "C")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "tuned-tapt.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    e = pg.epochs_study("tapt")
+    check_spec(e, "stage E")
+    assert "standard-r7-linear-lr0.001-e40" in e["runs"]  # the same-rate arm needs its 40
+    assert "fe-epochs-K7-linear-lr0.0005-e40" not in e["runs"]  # stage C's runs are that
+    assert e["runs"]["fe-epochs-K7-linear-lr0.0005-e1"]["max_steps"] == 35
+    assert len(e["runs"]) == 5 + 5 + 6
+
+    result = _module("prediction").predict(c, load_runs(folder))
+    assert result["best"] == "fe-epochs-K7-linear-lr0.0005" and result["K"] == 7
+    gains = {round(row["rate"], 3): round(row["gain"], 6) for row in result["stage_b"]}
+    assert gains == {0.143: -0.28, 0.25: 0.12, 0.333: 0.02, 0.5: 0.02}  # linear cells, dev
+    predicted = {row["epochs"]: row["gain"] for row in result["predicted"]}
+    assert predicted[1] == predicted[5] == 0.0  # below one cycle of K = 7
+    assert predicted[10] / predicted[40] == pytest.approx(2.0)  # c s(r, E) halves as E x4
