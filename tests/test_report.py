@@ -199,7 +199,9 @@ def test_chosen_learning_rates_in_the_downstream_table(report):
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     fe_sst2 = next(x for x in lines if x.startswith("| fully-explored | sst2 |"))
     assert fe_sst2.endswith("| 3e-04, 1e-03 | not recorded |")  # old files lack it
-    assert next(x for x in lines if x.startswith("| standard | sst2 |")).endswith("| — | not recorded |")
+    assert next(x for x in lines if x.startswith("| standard | sst2 |")).endswith(
+        "| — | not recorded |"
+    )
     assert "| 0.803 ± 0.012 (n=6) |" in fe_sst2
 
 
