@@ -152,9 +152,12 @@ def downstream(setting: str, variants: list[str]) -> dict:
     }  # fmt: skip
 
 
-def bests(setting: str) -> dict[str, dict]:
+def stage_c(setting: str) -> dict:
+    return yaml.safe_load((ROOT / "configs" / f"tuned-{setting}.yaml").read_text())
+
+
+def bests(spec: dict) -> dict[str, dict]:
     """Each arm's stage-C variant: the one run on the verdict seeds."""
-    spec = yaml.safe_load((ROOT / "configs" / f"tuned-{setting}.yaml").read_text())
     out = {}
     for name, values in spec["runs"].items():
         if VERDICT[0] in values.get("seeds", []):
@@ -179,8 +182,8 @@ def same_rate_standard(spec: dict) -> str | None:
 
 
 def epochs_study(setting: str) -> dict:
-    spec = yaml.safe_load((ROOT / "configs" / f"tuned-{setting}.yaml").read_text())
-    studied = [(name, values, False) for name, values in bests(setting).items()]
+    spec = stage_c(setting)
+    studied = [(name, values, False) for name, values in bests(spec).items()]
     if same := same_rate_standard(spec):  # no stage-C run of it at 40 epochs
         studied.append((same, {k: v for k, v in spec["runs"][same].items() if k != "seeds"}, True))
     runs = {}
@@ -201,7 +204,7 @@ def epochs_study(setting: str) -> dict:
 def mini() -> dict:
     return {
         "name": "tuned-mini", "out_dir": "runs/tuned-mini", "seeds": [0, 1, 2, 3, 4],
-        "starts": MINI, "base": base("tapt"), "runs": bests("tapt"),
+        "starts": MINI, "base": base("tapt"), "runs": bests(stage_c("tapt")),
     }  # fmt: skip
 
 

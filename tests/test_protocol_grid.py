@@ -15,11 +15,16 @@ from femlm.experiments.spec import check_spec
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "protocol_grid.py"
 
 
-@pytest.fixture()
-def pg(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("protocol_grid", SCRIPT)
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def pg(tmp_path, monkeypatch):
+    module = _module("protocol_grid")
     monkeypatch.setattr(module, "ROOT", tmp_path)
     return module
 
@@ -85,14 +90,6 @@ def test_stage_b_and_c_follow_dev_losses_and_c_carries_stage_f(pg, tmp_path):
     assert sorted(c["probe"]["variants"]) == bests and c["probe"]["pretrain_seeds"] == pg.VERDICT
     assert c["finetune"]["pretrain_seeds"] == [3, 4, 5] and c["finetune"]["tasks"] == ["movies"]
     assert c["finetune"]["lrs"] == [0.0003, 0.001, 0.003]
-
-
-def _module(name: str):
-    path = SCRIPT.parent / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_stage_e_adds_standard_at_fe_epochs_best_cell_and_stage_g_fits_dev(pg, tmp_path):
