@@ -28,9 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from femlm.report.runs import load_runs, variant_config  # noqa: E402
-from femlm.report.tuning import arms, cell_of, dev_by_seed  # noqa: E402
+from femlm.report.tuning import (  # noqa: E402
+    arms,
+    cell_of,
+    configured_bests,
+    configured_cell,
+    dev_by_seed,
+)  # fmt: skip
 
-SELECT, VERDICT = [0, 1, 2], 3
+SELECT = [0, 1, 2]
 BUDGETS = (1, 5, 10, 20, 40, 80)
 EPOCHS = 40
 
@@ -42,20 +48,16 @@ def spread(rate: float, epochs: float) -> float:
 
 def stage_b_gains(spec: dict, variants: dict) -> tuple[str, dict[float, dict]]:
     """fe-epochs' best, and per rate at its schedule: the paired mean dev difference."""
-    runs = spec["runs"]
-    groups = arms(spec, runs)
-    fe_arm = next(a for a in groups if a != "standard")
-    best = next(n for n in groups[fe_arm] if VERDICT in runs[n].get("seeds", []))
-    schedule = cell_of(spec, best)[1]
-    chosen = {
-        a: [n for n in ns if SELECT[-1] in runs[n].get("seeds", [])] for a, ns in groups.items()
-    }
+    best = configured_bests(spec)
+    fe_arm = next(a for a in best if a != "standard")
+    schedule = cell_of(spec, best[fe_arm])[1]
+    rates = sorted({cell_of(spec, n)[0] for n in arms(spec, spec["runs"])[fe_arm]})
     gains = {}
-    for fe in chosen[fe_arm]:
-        rate, sched = cell_of(spec, fe)
-        if sched != schedule:
-            continue
-        std = next(n for n in chosen["standard"] if cell_of(spec, n) == (rate, sched))
+    for rate in rates:
+        fe = configured_cell(spec, fe_arm, (rate, schedule))
+        std = configured_cell(spec, "standard", (rate, schedule))
+        if fe is None or std is None:
+            raise SystemExit(f"the grid has no stage-B cell of both arms at rate {rate:.3f}")
         a, b = dev_by_seed(variants.get(fe, [])), dev_by_seed(variants.get(std, []))
         if any(s not in a or s not in b for s in SELECT):
             raise SystemExit(f"stage B is not finished for {fe} and {std}")
@@ -63,7 +65,7 @@ def stage_b_gains(spec: dict, variants: dict) -> tuple[str, dict[float, dict]]:
             "fe_epochs": fe, "standard": std,
             "gain": statistics.fmean(a[s] - b[s] for s in SELECT),
         }  # fmt: skip
-    return best, gains
+    return best[fe_arm], gains
 
 
 def fit(gains: dict[float, dict]) -> float:

@@ -28,7 +28,13 @@ sys.path.insert(0, str(ROOT))
 
 from femlm.errors import FemlmError  # noqa: E402
 from femlm.report.runs import load_runs  # noqa: E402
-from femlm.report.tuning import arms, cell_of, choose  # noqa: E402
+from femlm.report.tuning import (  # noqa: E402
+    arms,
+    cell_of,
+    choose,
+    configured_bests,
+    configured_cell,
+)  # fmt: skip
 
 BATCH = 28
 EPOCHS = 40
@@ -157,28 +163,22 @@ def stage_c(setting: str) -> dict:
 
 
 def bests(spec: dict) -> dict[str, dict]:
-    """Each arm's stage-C variant: the one run on the verdict seeds."""
-    out = {}
-    for name, values in spec["runs"].items():
-        if VERDICT[0] in values.get("seeds", []):
-            out[name] = {k: v for k, v in values.items() if k != "seeds"}
-    return out
+    """Each arm's stage-C variant (the one run on the verdict seeds), without its seeds."""
+    return {
+        name: {k: v for k, v in spec["runs"][name].items() if k != "seeds"}
+        for name in configured_bests(spec).values()
+    }
 
 
 def same_rate_standard(spec: dict) -> str | None:
     """Standard's stage-B cell at fully-explored-epochs' best rate and schedule, where
     standard's own best is another cell: stage G's hypothesis is about the same rate
     (amendment 3)."""
-    runs = spec["runs"]
-    groups = arms(spec, runs)
-    best = {a: next(n for n in ns if VERDICT[0] in runs[n]["seeds"]) for a, ns in groups.items()}
+    best = configured_bests(spec)
     fe = next(n for a, n in best.items() if a != "standard")
     if cell_of(spec, best["standard"]) == cell_of(spec, fe):
         return None
-    return next(
-        n for n in groups["standard"]
-        if SELECT[-1] in runs[n]["seeds"] and cell_of(spec, n) == cell_of(spec, fe)
-    )  # fmt: skip
+    return configured_cell(spec, "standard", cell_of(spec, fe))
 
 
 def epochs_study(setting: str) -> dict:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 
 from femlm.report.runs import Run, load_runs
-from femlm.report.tuning import arms, choose, starts_note, tuned_section
+from femlm.report.tuning import (
+    arms,
+    choose,
+    configured_bests,
+    configured_cell,
+    starts_note,
+    tuned_section,
+)
 
 RUNS = {
     "std-r7-lr1": {"strategy": "random", "views": 1, "rate": 0.142857, "lr": 0.001},
@@ -91,3 +98,17 @@ def test_the_references_say_whether_they_were_measured_on_the_runs_own_starts(tm
     path.write_text(json.dumps({"s0": "aa", "s1": "zz"}))
     note = references_note(config, variants, path)
     assert "start 1 (zz against the runs' ['bb'])" in note and "start 0" not in note
+
+
+def test_a_written_grid_records_each_arms_best_and_each_cells_lr_in_its_seeds():
+    runs = {n: dict(v) for n, v in RUNS.items()}
+    runs["std-r7-lr1"]["seeds"] = [0]  # stage A only
+    runs["std-r7-lr5"]["seeds"] = [0, 1, 2, 3, 4, 5]  # chosen in B, best in C
+    runs["fe-K7-lr1"]["seeds"] = [0, 1, 2]  # chosen in B, not the best
+    runs["fe-K7-lr5"]["seeds"] = [0]
+    spec = {"base": {"schedule": "constant"}, "runs": runs}
+    spec["tuning"] = {"select_seeds": [0, 1, 2], "verdict_seeds": [3, 4, 5]}
+    assert configured_bests(spec) == {"standard": "std-r7-lr5"}
+    assert configured_cell(spec, "fully-explored-epochs", (0.143, "constant")) == "fe-K7-lr1"
+    assert configured_cell(spec, "standard", (0.143, "constant")) == "std-r7-lr5"
+    assert configured_cell(spec, "standard", (0.143, "linear")) is None

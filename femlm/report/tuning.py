@@ -67,6 +67,35 @@ def cell_of(config: dict[str, Any], name: str) -> tuple[float, str]:
     return round(c.masking.rate, 3), c.schedule
 
 
+def _seeds(config: dict[str, Any], name: str) -> list[int]:
+    return list((config.get("runs") or {}).get(name, {}).get("seeds") or config.get("seeds") or [])
+
+
+def configured_bests(config: dict[str, Any]) -> dict[str, str]:
+    """``{arm: variant}``: each arm's best as a written grid records it, the variant that
+    runs the first verdict seed (stage C of docs/protocol.md)."""
+    first = (config.get("tuning") or {}).get("verdict_seeds", [None])[0]
+    names = list(config.get("runs") or {})
+    return {
+        arm: n
+        for arm, members in arms(config, names).items()
+        for n in members
+        if first in _seeds(config, n)
+    }
+
+
+def configured_cell(config: dict[str, Any], arm: str, cell: tuple[float, str]) -> str | None:
+    """The arm's variant at ``cell`` (rate, schedule) that runs every selection seed: the
+    learning rate a written grid chose there (stage B); None when there is none."""
+    select = (config.get("tuning") or {}).get("select_seeds", [])
+    members = arms(config, list(config.get("runs") or {})).get(arm, [])
+    return next(
+        (n for n in members
+         if cell_of(config, n) == cell and all(s in _seeds(config, n) for s in select)),
+        None,
+    )  # fmt: skip
+
+
 def _mean(values: dict[int, float], seeds: list[int]) -> float:
     return statistics.fmean(values[s] for s in seeds)
 
