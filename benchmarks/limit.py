@@ -249,7 +249,7 @@ def fused_ab_table(sizes: list[str], lengths: list[int], kw: dict) -> list[dict]
     return rows
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["tiny", "mini", "small"])
     parser.add_argument("--lengths", nargs="+", type=int, default=[128, 512])
@@ -271,18 +271,70 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write every row to this JSON file")
-    args = parser.parse_args()
+    return parser
+
+
+def _as_child(args: argparse.Namespace) -> dict:
+    """One configuration, measured in this process (the parent reads its JSON line)."""
+    kind, size, length, flag = args.child
+    if kind == "fused-ab":
+        return fused_ab(size, int(length), args.threads, args.steps)
+    if kind == "loop":
+        return one(size, int(length), args.threads, args.steps, flag == "bf16",
+                   fused=flag == "fused")  # fmt: skip
+    return attention(size, int(length), args.threads, args.steps, flag)
+
+
+def fp32_table(sizes: list[str], lengths: list[int], kw: dict) -> list[dict]:
+    rows = [child("loop", s, str(n), "fp32", **kw) for s in sizes for n in lengths]
+    print(f"{'preset':8s} {'len':>4s} {'tokens/s':>9s} {'GFLOP/tok':>9s} {'GFLOP/s':>8s} "
+          f"{'matmul GFLOP/s':>14s} {'ratio':>6s} {'peak MiB':>9s}")  # fmt: skip
+    for r in rows:
+        r["ratio"] = r["achieved_flops"] / r["matmul_flops"]
+        print(f"{r['size']:8s} {r['length']:4d} {r['tokens_per_s']:9,.0f} {r['flop_per_token'] / 1e9:9.4f} "
+              f"{r['achieved_flops'] / 1e9:8.1f} {r['matmul_flops'] / 1e9:14.1f} {r['ratio']:6.2f} "
+              f"{r['peak_rss_mib']:9,.0f}")  # fmt: skip
+    return rows
+
+
+def bf16_table(sizes: list[str], fp32: list[dict], kw: dict) -> list[dict]:
+    rows = [child("loop", s, "128", "bf16", **kw) for s in sizes]
+    print("\nbf16 autocast against fp32 (femlm's loop, 128 tokens):")
+    for r in rows:
+        ref = next(x for x in fp32 if x["size"] == r["size"] and x["length"] == 128)
+        print(f"  {r['size']:8s} bf16 {r['tokens_per_s']:9,.0f} tokens/s = {r['tokens_per_s'] / ref['tokens_per_s']:.2f} x fp32; "
+              f"bf16 matmul limit {r['matmul_flops'] / 1e9:.1f} GFLOP/s = {r['matmul_flops'] / ref['matmul_flops']:.2f} x fp32's")  # fmt: skip
+    return rows
+
+
+def fused_table(sizes: list[str], lengths: list[int], eager: list[dict], kw: dict) -> list[dict]:
+    rows = [child("loop", s, str(n), "fused", **kw) for s in sizes for n in lengths]
+    print("\nfused attention (fused_attention) against eager, femlm's loop, fp32:")
+    for r in rows:
+        r["ratio"] = r["achieved_flops"] / r["matmul_flops"]
+        ref = next(x for x in eager if x["size"] == r["size"] and x["length"] == r["length"])
+        print(f"  {r['size']:8s} {r['length']:4d}: {r['tokens_per_s']:9,.0f} tokens/s = "
+              f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f} x eager; {r['ratio']:.2f} of the "
+              f"practical limit; peak {r['peak_rss_mib']:,.0f} MiB")  # fmt: skip
+    return rows
+
+
+def attention_table(size: str, lengths: list[int], kw: dict) -> list[dict]:
+    rows = [child("attention", size, str(n), i, **kw) for n in lengths for i in ("eager", "sdpa")]
+    print(f"\nattention on BERT-{size} (a bare fwd + bwd + AdamW step):")
+    for n in lengths:
+        e, s = (
+            next(r for r in rows if r["length"] == n and r["attention"] == i)
+            for i in ("eager", "sdpa")
+        )
+        print(f"  {n:4d} tokens: eager {e['tokens_per_s']:8,.0f}, sdpa {s['tokens_per_s']:8,.0f} tokens/s: sdpa / eager {s['tokens_per_s'] / e['tokens_per_s']:.2f}")  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    args = _parser().parse_args()
     if args.child:
-        kind, size, length, flag = args.child
-        if kind == "fused-ab":
-            print(json.dumps(fused_ab(size, int(length), args.threads, args.steps)))
-            return
-        if kind == "loop":
-            row = one(size, int(length), args.threads, args.steps, flag == "bf16",
-                      fused=flag == "fused")  # fmt: skip
-        else:
-            row = attention(size, int(length), args.threads, args.steps, flag)
-        print(json.dumps(row))
+        print(json.dumps(_as_child(args)))
         return
     model, flags = cpu_description()
     kw = {"threads": args.threads, "steps": args.steps}
@@ -296,47 +348,15 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps({**header, "fused_ab": ab}, indent=2) + "\n")
         return
-    rows = [child("loop", s, str(n), "fp32", **kw) for s in args.sizes for n in args.lengths]
-    print(f"{'preset':8s} {'len':>4s} {'tokens/s':>9s} {'GFLOP/tok':>9s} {'GFLOP/s':>8s} "
-          f"{'matmul GFLOP/s':>14s} {'ratio':>6s} {'peak MiB':>9s}")  # fmt: skip
-    for r in rows:
-        r["ratio"] = r["achieved_flops"] / r["matmul_flops"]
-        print(f"{r['size']:8s} {r['length']:4d} {r['tokens_per_s']:9,.0f} {r['flop_per_token'] / 1e9:9.4f} "
-              f"{r['achieved_flops'] / 1e9:8.1f} {r['matmul_flops'] / 1e9:14.1f} {r['ratio']:6.2f} "
-              f"{r['peak_rss_mib']:9,.0f}")  # fmt: skip
-    bf16 = [child("loop", s, "128", "bf16", **kw) for s in args.bf16_sizes if 128 in args.lengths]
-    print("\nbf16 autocast against fp32 (femlm's loop, 128 tokens):")
-    for r in bf16:
-        fp32 = next(x for x in rows if x["size"] == r["size"] and x["length"] == 128)
-        print(f"  {r['size']:8s} bf16 {r['tokens_per_s']:9,.0f} tokens/s = {r['tokens_per_s'] / fp32['tokens_per_s']:.2f} x fp32; "
-              f"bf16 matmul limit {r['matmul_flops'] / 1e9:.1f} GFLOP/s = {r['matmul_flops'] / fp32['matmul_flops']:.2f} x fp32's")  # fmt: skip
-    fused = [
-        child("loop", s, str(n), "fused", **kw) for s in args.fused_sizes for n in args.lengths
-    ]
-    print("\nfused attention (fused_attention) against eager, femlm's loop, fp32:")
-    for r in fused:
-        r["ratio"] = r["achieved_flops"] / r["matmul_flops"]
-        eager = next(x for x in rows if x["size"] == r["size"] and x["length"] == r["length"])
-        print(f"  {r['size']:8s} {r['length']:4d}: {r['tokens_per_s']:9,.0f} tokens/s = "
-              f"{r['tokens_per_s'] / eager['tokens_per_s']:.2f} x eager; {r['ratio']:.2f} of the "
-              f"practical limit; peak {r['peak_rss_mib']:,.0f} MiB")  # fmt: skip
+    rows = fp32_table(args.sizes, args.lengths, kw)
+    bf16 = bf16_table(args.bf16_sizes if 128 in args.lengths else [], rows, kw)
+    fused = fused_table(args.fused_sizes, args.lengths, rows, kw)
     ab = fused_ab_table(args.fused_sizes, args.lengths, kw)
-    attn = [
-        child("attention", args.attention_size, str(n), impl, **kw)
-        for n in args.lengths
-        for impl in ("eager", "sdpa")
-    ]
-    print(f"\nattention on BERT-{args.attention_size} (a bare fwd + bwd + AdamW step):")
-    for n in args.lengths:
-        e, s = (
-            next(r for r in attn if r["length"] == n and r["attention"] == i)
-            for i in ("eager", "sdpa")
-        )
-        print(f"  {n:4d} tokens: eager {e['tokens_per_s']:8,.0f}, sdpa {s['tokens_per_s']:8,.0f} tokens/s: sdpa / eager {s['tokens_per_s'] / e['tokens_per_s']:.2f}")  # fmt: skip
-    lows = [f"{r['size']}-{r['length']}" for r in rows if r["ratio"] < 0.5]
-    print(f"\nbelow half of the practical limit (eager): {', '.join(lows) or 'none'}")
-    lows = [f"{r['size']}-{r['length']}" for r in fused if r["ratio"] < 0.5]
-    print(f"below half with fused attention: {', '.join(lows) or 'none'}")
+    attn = attention_table(args.attention_size, args.lengths, kw)
+    print()
+    for label, table in (("(eager)", rows), ("with fused attention", fused)):
+        lows = [f"{r['size']}-{r['length']}" for r in table if r["ratio"] < 0.5]
+        print(f"below half of the practical limit {label}: {', '.join(lows) or 'none'}")
     if args.json:
         every = {**header, "fp32": rows, "bf16": bf16, "fused": fused, "fused_ab": ab,
                  "attention": attn}  # fmt: skip
