@@ -208,11 +208,18 @@ def mini() -> dict:
     }  # fmt: skip
 
 
+class _Plain(yaml.SafeDumper):
+    """Writes a list shared by two sections twice rather than as an anchor and alias."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def write(name: str, spec: dict, stage: str) -> None:
     path = ROOT / "configs" / f"{name}.yaml"
     mini_note = "; runs/mini-presets (configs/mini-presets.yaml)" if stage == "D" else ""
     text = HEADER.format(stage=stage, mini=mini_note, name=name)
-    text += yaml.safe_dump(spec, sort_keys=False, width=110, default_flow_style=None)
+    text += yaml.dump(spec, Dumper=_Plain, sort_keys=False, width=110, default_flow_style=None)
     path.write_text(text)
     print(f"wrote {path.relative_to(ROOT)}")
 
