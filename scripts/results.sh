@@ -11,13 +11,20 @@
 # The general and domain corpora and the Debian task need a Debian host.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HEADLINE=(presets mini-presets rotary-scratch tapt-epochs rotary-continual tuned-tapt tuned-continual)
+HEADLINE=(presets mini-presets rotary-scratch tapt-epochs rotary-continual tuned-tapt tuned-continual
+    tuned-epochs-tapt tuned-epochs-continual tuned-mini)
 HISTORY=(scratch ablation adaptive continual long calibrate long6k continual-long6k adaptive6k
     adaptive-long6k ablation-long6k)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
     echo "headline grids (docs/results.md):"
-    for n in "${HEADLINE[@]}"; do echo "  $n: $(grep -m1 '^# Needs:' "$root/configs/$n.yaml" | cut -c3-)"; done
+    for n in "${HEADLINE[@]}"; do
+        if [ -f "$root/configs/$n.yaml" ]; then
+            echo "  $n: $(grep -m1 '^# Needs:' "$root/configs/$n.yaml" | cut -c3-)"
+        else
+            echo "  $n: not written yet (scripts/protocol_grid.py writes it from the stages before)"
+        fi
+    done
     echo "history grids (docs/results/history.md): ${HISTORY[*]}"
     [ $# -eq 0 ] && { echo "usage: bash scripts/results.sh NAME [NAME ...]" >&2; exit 2; }
     exit 0
@@ -88,8 +95,10 @@ headline() {
     slices
     local warm=()  # the warm starts: the tuned grids need only the rotary tiny preset's
     [[ $name == tuned-* ]] && warm=(--variants tiny)
-    [ "$name" = presets ] || [ -d runs/presets/tiny/seed-2/final ] ||
+    [ "$name" = presets ] || [ "$name" = tuned-mini ] || [ -d runs/presets/tiny/seed-2/final ] ||
         femlm experiment configs/presets.yaml --no-report --processes "${FEMLM_PROCESSES:-1}" ${warm[@]+"${warm[@]}"}
+    [ "$name" != tuned-mini ] || [ -d runs/mini-presets/mini/seed-2/final ] ||  # stage D's starts
+        femlm experiment configs/mini-presets.yaml --no-report --processes "${FEMLM_PROCESSES:-1}"
     local carry=()  # the protocol's grids span sessions: each run is published into
     # docs/results/NAME as it finishes and restored from there, not re-run (docs/protocol.md,
     # amendment 1); FEMLM_CARRY=0 runs every cell again
