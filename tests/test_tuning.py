@@ -112,3 +112,56 @@ def test_a_written_grid_records_each_arms_best_and_each_cells_lr_in_its_seeds():
     assert configured_cell(spec, "fully-explored-epochs", (0.143, "constant")) == "fe-K7-lr1"
     assert configured_cell(spec, "standard", (0.143, "constant")) == "std-r7-lr5"
     assert configured_cell(spec, "standard", (0.143, "linear")) is None
+
+
+def _probe(path, scores, task="movies"):
+    runs = [
+        {"seed": i, "l2": 0.01, "dev_accuracy": f, "dev_macro_f1": f, "test_accuracy": f,
+         "test_macro_f1": f, "collapsed": False, "seconds": 1.0}
+        for i, f in enumerate(scores)
+    ]  # fmt: skip
+    data = {"kind": "linear-probe", "task": task, "model": "m", "labels": ["a", "b"],
+            "split": "given", "splits": {}, "metric": "macro_f1", "runs": runs}  # fmt: skip
+    path.write_text(json.dumps(data))
+
+
+def _finetune(path, scores, task="movies"):
+    runs = [
+        {"seed": i, "best_epoch": 1, "epochs_run": 2, "dev_accuracy": f, "dev_macro_f1": f,
+         "test_accuracy": f, "test_macro_f1": f, "seconds": 1.0, "collapsed": False}
+        for i, f in enumerate(scores)
+    ]  # fmt: skip
+    data = {"task": task, "model": "m", "labels": ["a", "b"], "split": "given", "splits": {},
+            "metric": "macro_f1", "lr": 0.001, "lr_search": [], "runs": runs}  # fmt: skip
+    path.write_text(json.dumps(data))
+
+
+def test_downstream_is_judged_best_against_best_per_unit_and_against_the_references(tmp_path):
+    losses = {
+        "std-r7-lr1": {s: (5.0, 5.1) for s in range(6)},
+        "fe-K7-lr5": {s: (4.9, 5.0) for s in range(6)},
+    }
+    spec = _grid(tmp_path / "g", losses)
+    root = tmp_path / "g"
+    for unit, noise in zip((3, 4, 5), (0.0, 0.001, -0.001), strict=True):
+        _probe(root / "std-r7-lr1" / f"seed-{unit}" / "probe-movies.json", [0.60 + noise])
+        _probe(root / "fe-K7-lr5" / f"seed-{unit}" / "probe-movies.json", [0.62 + 2 * noise])
+        # fine-tuning seeds are averaged within a unit before pairing: +0.01 per unit
+        _finetune(root / "std-r7-lr1" / f"seed-{unit}" / "finetune-movies.json", [0.70, 0.72])
+        _finetune(root / "fe-K7-lr5" / f"seed-{unit}" / "finetune-movies.json",
+                  [0.70 + noise, 0.74 - noise])  # fmt: skip
+    for start in range(3):
+        _probe(root / f"probe-start-seed{start}-movies.json", [0.61])
+    _probe(root / "probe-random-init-movies.json", [0.50, 0.52, 0.51])
+    text = "\n".join(tuned_section(spec, load_runs(root), root))
+    probe = next(line for line in text.splitlines() if line.startswith("| linear probe | movies"))
+    assert "+0.0200 ±" in probe and probe.endswith("| higher (better) |")
+    tuned = next(line for line in text.splitlines() if line.startswith("| fine-tuning"))
+    assert "+0.0100 ±" in tuned and tuned.endswith("| higher (better) |")
+    fe_ref = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| linear probe | movies | fully-explored-epochs `")
+    )
+    assert "+0.0100 ±" in fe_ref  # 0.62 against its start's 0.61, paired by unit
+    assert "+0.1100 ±" in fe_ref and "Welch" in fe_ref  # against the untrained preset's 0.51

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from femlm.finetune.results import FinetuneResult, ProbeResult, SeedRun
 from femlm.report.runs import Run
-from femlm.report.stats import CLAIM_VERDICTS, fmt, t_test
+from femlm.report.stats import CLAIM_VERDICTS, Verdict, fmt, mean_std, t_test
 from femlm.runs import ExperimentDir
 
 METRIC_NAMES = {"accuracy": "test accuracy", "macro_f1": "test macro-F1"}
@@ -135,3 +135,103 @@ def _probe_row(name: str, task: str, runs: list) -> str:
     l2 = ", ".join(f"{v:g}" for v in sorted({x.l2 for x in runs}))
     collapsed = sum(bool(x.collapsed) for x in runs)
     return f"| {name} | {task} | {fmt(acc)} | {fmt(f1)} | {l2} | {collapsed} of {len(runs)} |"
+
+
+# Keyed by a Verdict's outcome for (a - b) where higher scores are better.
+HIGHER_BETTER = {"higher": "higher (better)", "lower": "lower (worse)", "tie": "tie within noise"}
+
+
+def _unit_scores(runs: list[Run], task: str, kind: str) -> dict[int, float]:
+    """Test macro-F1 per pre-training unit: its probe, or the mean over its fine-tuning
+    seeds (they share one pre-trained model, so they are not independent)."""
+    if kind == "probe":
+        found = {r.seed: r.probes[task].runs for r in runs if task in r.probes}
+    else:
+        found = {r.seed: r.finetune[task].runs for r in runs if task in r.finetune}
+    return {s: statistics.fmean(x.test_macro_f1 for x in xs) for s, xs in found.items() if xs}
+
+
+def _reference_scores(
+    folder: Path, task: str, kind: str, n_starts: int
+) -> tuple[dict[int, float], list[float]]:
+    """(``{start: score}`` of the warm starts, the untrained preset's score per
+    initialisation seed) from the folder's reference files; empty where one is missing."""
+    load = ProbeResult.load if kind == "probe" else FinetuneResult.load
+    name = "probe-start-seed{}-{}.json" if kind == "probe" else "start-seed{}-finetune-{}.json"
+    starts = {}
+    for s in range(n_starts):
+        if (path := folder / name.format(s, task)).is_file():
+            starts[s] = statistics.fmean(x.test_macro_f1 for x in load(path).runs)
+    untrained = (
+        folder / f"probe-random-init-{task}.json"
+        if kind == "probe"
+        else ExperimentDir(folder).random_init_finetune(task)
+    )
+    init = [x.test_macro_f1 for x in load(untrained).runs] if untrained.is_file() else []
+    return starts, init
+
+
+def best_downstream(
+    best: dict[str, str], variants: dict[str, list[Run]], folder: Path | None, n_starts: int
+) -> list[str]:
+    """Stage F's verdicts (docs/protocol.md): the other arm's best minus standard's best in
+    test macro-F1, paired over pre-training units; then each best against the start
+    each of its units began from (paired by unit) and against the untrained preset
+    (Welch over its initialisation seeds)."""
+    others = [a for a in best if a != "standard"]
+    if "standard" not in best or not others:
+        return []
+    lines = [
+        "Downstream, best against best (stage F; test macro-F1, higher is better; a "
+        "difference is the paired mean over pre-training units ± its 95% half-width):",
+        "",
+        "| measure | task | arm's best | standard's best | arm minus standard | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    refs = []
+    for kind, label in (("probe", "linear probe"), ("finetune", "fine-tuning, mean of its seeds")):
+        for task in sorted({t for rs in variants.values() for r in rs for t in _tasks_of(r, kind)}):
+            std = _unit_scores(variants[best["standard"]], task, kind)
+            for arm in others:
+                mine = _unit_scores(variants[best[arm]], task, kind)
+                if len(set(mine) & set(std)) < 2:
+                    continue
+                t = t_test(mine, std)
+                lines.append(
+                    f"| {label} | {task} | {arm} {fmt(list(mine.values()))} | "
+                    f"{fmt(list(std.values()))} | {t.text()} | {HIGHER_BETTER[t.outcome]} |"
+                )
+            if folder:
+                refs += _against_references(best, variants, Path(folder), task, kind, n_starts)
+    if len(lines) == 4:
+        return []
+    if refs:
+        lines += ["", "| measure | task | model | minus its start (paired by unit) | "
+                  "minus random initialisation (Welch) |", "|---|---|---|---|---|", *refs]  # fmt: skip
+    return lines
+
+
+def _tasks_of(run: Run, kind: str) -> list[str]:
+    return list(run.probes if kind == "probe" else run.finetune)
+
+
+def _against_references(
+    best: dict[str, str], variants: dict, folder: Path, task: str, kind: str, n_starts: int
+) -> list[str]:
+    starts, init = _reference_scores(folder, task, kind, n_starts)
+    rows = []
+    for arm, name in best.items():
+        mine = _unit_scores(variants[name], task, kind)
+        if not mine or not (starts or init):
+            continue
+        from_start = {
+            u: v - starts[u % n_starts] for u, v in mine.items() if u % n_starts in starts
+        }
+        gain = t_test(from_start, dict.fromkeys(from_start, 0.0)).text() if from_start else "—"
+        vs_init = "—"
+        if len(init) > 1 and len(mine) > 1:  # different models, nothing to pair by
+            vs_init = Verdict.welch(*mean_std(list(mine.values())), len(mine),
+                                    *mean_std(init), len(init)).text()  # fmt: skip
+        what = "linear probe" if kind == "probe" else "fine-tuning"
+        rows.append(f"| {what} | {task} | {arm} `{name}` | {gain} | {vs_init} |")
+    return rows

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.masking.strategies import MaskingSpec
+from femlm.report.downstream import best_downstream
 from femlm.report.runs import Run, variant_config, variant_spec
 
 
@@ -135,6 +136,10 @@ def tuned_section(
     if folder and (Path(folder) / "start-fingerprints.json").is_file():
         lines += ["", references_note(config, variants, Path(folder) / "start-fingerprints.json")]
     lines += ["", *_best_against_best(best, variants, verdict, config), ""]
+    chosen = {arm: n for arm, n in best.items() if n is not None}
+    n_starts = len(config.get("starts") or []) or 1
+    if downstream := best_downstream(chosen, variants, folder and Path(folder), n_starts):
+        lines += [*downstream, ""]
     lines += _same_rate(config, groups, variants, select)
     return lines
 
