@@ -70,6 +70,10 @@ def test_the_best_is_chosen_on_dev_and_judged_on_the_verdict_seeds_test(tmp_path
     assert "draw 1: +0.2000, draw 2: +0.2000" in text
     assert "start 0: +0.2000 (n=1)" in text
     assert "| 0.143 | constant | fully-explored-epochs |" in text
+    # each best sits at an end of the two-value lr grid, and the report says so
+    assert "standard's lr 0.001 is the largest the grid tried" in text
+    assert "fully-explored-epochs's lr 0.0005 is the smallest the grid tried" in text
+    assert "rate" not in text.split("Grid edges:")[1].split("\n")[0]  # one rate: no edge
 
 
 def _run(seed: int, start: str | None) -> Run:

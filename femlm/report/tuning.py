@@ -137,11 +137,30 @@ def tuned_section(
         lines += ["", references_note(config, variants, Path(folder) / "start-fingerprints.json")]
     lines += ["", *_best_against_best(best, variants, verdict, config), ""]
     chosen = {arm: n for arm, n in best.items() if n is not None}
+    if edges := edge_note(config, groups, chosen):
+        lines += [edges, ""]
     n_starts = len(config.get("starts") or []) or 1
     if downstream := best_downstream(chosen, variants, folder and Path(folder), n_starts):
         lines += [*downstream, ""]
     lines += _same_rate(config, groups, variants, select)
     return lines
+
+
+def edge_note(config: dict[str, Any], groups: dict[str, list[str]], best: dict[str, str]) -> str:
+    """Which of each best's tuned values is the largest or smallest the grid tried: the
+    optimum may lie outside the grid there."""
+    parts = []
+    for arm, name in best.items():
+        values = [variant_config(config, n) for n in groups[arm]]
+        mine = variant_config(config, name)
+        for what, get in (("rate", lambda c: round(c.masking.rate, 4)), ("lr", lambda c: c.lr)):
+            tried = sorted({get(c) for c in values})
+            if len(tried) > 1 and get(mine) in (tried[0], tried[-1]):
+                end = "largest" if get(mine) == tried[-1] else "smallest"
+                parts.append(f"{arm}'s {what} {get(mine):g} is the {end} the grid tried")
+    if not parts:
+        return ""
+    return "Grid edges: " + "; ".join(parts) + " (a better value may lie outside the grid)."
 
 
 def starts_note(groups: list[list[Run]]) -> str:
