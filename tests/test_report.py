@@ -469,3 +469,16 @@ def test_old_variance_json_and_metrics_rows_still_load_into_the_report(tmp_path)
     assert "| fully-explored | 1.210 [1.089, 1.331] | 3.5000 |" in text
     assert "| standard | 1.220 [1.098, 1.342] | 4.0000 |" in text
     assert (root / "variance_vs_steps.png").is_file()
+
+
+def test_the_references_are_shown_before_any_variant_is_fine_tuned(tmp_path):
+    runs = {k: RUNS[k] for k in ("standard", "fully-explored")}
+    root = make_experiment(tmp_path / "runs", runs, {k: FINALS[k] for k in runs})
+    reference = {
+        "lr": 1e-3,
+        "runs": [{"test_accuracy": 0.6, "test_macro_f1": 0.6, "collapsed": False}],
+    }
+    (root / "random-init-finetune-sst2.json").write_text(json.dumps(complete(reference)))
+    table = section(write_report(root).read_text(), "Downstream")
+    assert "No fine-tuning results." not in table
+    assert table_rows(table)["random initialisation"][:2] == ["sst2", "0.600 (n=1)"]

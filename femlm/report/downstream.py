@@ -57,8 +57,14 @@ def _references(folder: Path | None, task: str) -> list[tuple[str, Path]]:
     return [(label, path) for label, path in found if path.is_file()]
 
 
+def _reference_tasks(folder: Path | None) -> set[str]:
+    """Tasks of the folder's fine-tuning references, shown even before any variant's."""
+    names = sorted(Path(folder).glob("*-finetune-*.json")) if folder else []
+    return {p.stem.split("-finetune-")[1] for p in names}
+
+
 def downstream_table(variants: dict[str, list[Run]], folder: Path | None = None) -> list[str]:
-    tasks = _tasks(variants)
+    tasks = sorted(set(_tasks(variants)) | _reference_tasks(folder))
     if not tasks:
         return ["No fine-tuning results."]
     lines = [
