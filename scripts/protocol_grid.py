@@ -139,8 +139,7 @@ def grid(setting: str, stage: str) -> dict:
         "base": base(setting), "runs": runs,
     }  # fmt: skip
     if stage == "C":  # stage F rides on stage C, so its finals are probed where they were trained
-        bests = [n for n, v in runs.items() if VERDICT[0] in v["seeds"]]
-        spec.update(downstream(setting, bests))
+        spec.update(downstream(setting, list(configured_bests(spec).values())))
     return spec
 
 
