@@ -333,6 +333,8 @@ def attention_table(size: str, lengths: list[int], kw: dict) -> list[dict]:
 
 def main() -> None:
     args = _parser().parse_args()
+    if args.steps < 3:  # the median is taken after two warm-up steps
+        raise SystemExit(f"limit.py: --steps must be at least 3, got {args.steps}")
     if args.child:
         print(json.dumps(_as_child(args)))
         return

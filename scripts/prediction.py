@@ -36,9 +36,14 @@ from femlm.report.tuning import (  # noqa: E402
     dev_by_seed,
 )  # fmt: skip
 
-SELECT = [0, 1, 2]
 BUDGETS = (1, 5, 10, 20, 40, 80)
 EPOCHS = 40
+
+
+def _units(seeds: list[int]) -> str:
+    """0-2 for a run of seeds, else 0, 2, 5."""
+    contiguous = seeds == list(range(seeds[0], seeds[-1] + 1))
+    return f"{seeds[0]}-{seeds[-1]}" if contiguous else ", ".join(map(str, seeds))
 
 
 def spread(rate: float, epochs: float) -> float:
@@ -49,6 +54,7 @@ def spread(rate: float, epochs: float) -> float:
 def stage_b_gains(spec: dict, variants: dict) -> tuple[str, dict[float, dict]]:
     """fe-epochs' best, and per rate at its schedule: the paired mean dev difference."""
     best = configured_bests(spec)
+    select = spec["tuning"]["select_seeds"]  # the units rule B chose on
     fe_arm = next(a for a in best if a != "standard")
     schedule = cell_of(spec, best[fe_arm])[1]
     rates = sorted({cell_of(spec, n)[0] for n in arms(spec, spec["runs"])[fe_arm]})
@@ -59,11 +65,11 @@ def stage_b_gains(spec: dict, variants: dict) -> tuple[str, dict[float, dict]]:
         if fe is None or std is None:
             raise SystemExit(f"the grid has no stage-B cell of both arms at rate {rate:.3f}")
         a, b = dev_by_seed(variants.get(fe, [])), dev_by_seed(variants.get(std, []))
-        if any(s not in a or s not in b for s in SELECT):
+        if any(s not in a or s not in b for s in select):
             raise SystemExit(f"stage B is not finished for {fe} and {std}")
         gains[rate] = {
             "fe_epochs": fe, "standard": std,
-            "gain": statistics.fmean(a[s] - b[s] for s in SELECT),
+            "gain": statistics.fmean(a[s] - b[s] for s in select),
         }  # fmt: skip
     return best[fe_arm], gains
 
@@ -81,7 +87,7 @@ def predict(spec: dict, variants: dict) -> dict:
     rate, k = cell_of(spec, best)[0], cfg.masking.views
     return {
         "hypothesis": "gain(r, E) = c * sqrt((1 - r) / (r E)) for E >= K, else 0",
-        "fitted_on": "stage B, units 0-2, final dev loss, fe-epochs minus standard",
+        "fitted_on": f"stage B, units {_units(spec['tuning']['select_seeds'])}, final dev loss, fe-epochs minus standard",
         "best": best, "rate": rate, "K": k, "schedule": cell_of(spec, best)[1], "c": c,
         "stage_b": [
             {"rate": r, **g, "spread": spread(r, EPOCHS), "fitted": c * spread(r, EPOCHS)}
