@@ -482,3 +482,21 @@ def test_the_references_are_shown_before_any_variant_is_fine_tuned(tmp_path):
     table = section(write_report(root).read_text(), "Downstream")
     assert "No fine-tuning results." not in table
     assert table_rows(table)["random initialisation"][:2] == ["sst2", "0.600 (n=1)"]
+
+
+def test_compute_note_adds_the_downstream_runs_own_timings(tmp_path):
+    from types import SimpleNamespace
+
+    from femlm.report.runs import compute_note
+
+    (tmp_path / "a" / "seed-3").mkdir(parents=True)
+    runs = {"runs": [{"seed": 0, "seconds": 1800.0}, {"seed": 1, "seconds": 1800.0}]}
+    (tmp_path / "a" / "seed-3" / "finetune-movies.json").write_text(json.dumps(runs))
+    (tmp_path / "probe-random-init-movies.json").write_text(
+        json.dumps({"runs": [{"seed": 0, "seconds": 360.0}]})
+    )
+    variants = {"a": [SimpleNamespace(seconds=3600.0), SimpleNamespace(seconds=None)]}
+    text = "\n".join(compute_note(tmp_path, variants))
+    assert "1 runs timed, 1.0 hours of pre-training" in text
+    assert "2 fine-tuning runs, 1.0 hours; 1 probe runs, 0.1 hours" in text
+    assert compute_note(tmp_path, {"a": [SimpleNamespace(seconds=None)]}) == []

@@ -125,7 +125,29 @@ def compute_note(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
     )
     if threads:
         line += f" CPU time: about {hours * threads:.1f} core-hours."
-    return [line, ""]
+    return [line, "", *_downstream_compute(folder)]
+
+
+def _downstream_compute(folder: Path) -> list[str]:
+    """The fine-tuning and probe runs' own ``seconds``, variants' and references' alike."""
+    kinds = {"fine-tuning": "*finetune-*.json", "probe": "*probe-*.json"}
+    parts = []
+    for kind, pattern in kinds.items():
+        seconds = [
+            r["seconds"]
+            for f in sorted(folder.rglob(pattern))
+            for r in json.loads(f.read_text()).get("runs", [])
+            if isinstance(r, dict) and r.get("seconds") is not None
+        ]
+        if seconds:
+            parts.append(f"{len(seconds)} {kind} runs, {sum(seconds) / 3600:.1f} hours")
+    if not parts:
+        return []
+    return [
+        f"Downstream compute (the runs' own timings): {'; '.join(parts)}; the fine-tuning "
+        "learning-rate search's runs at the rates not chosen are not timed.",
+        "",
+    ]
 
 
 def read_config(folder: Path) -> dict[str, Any]:
