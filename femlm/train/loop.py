@@ -144,17 +144,7 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
     train_set, eval_set = _blocks(cfg, d, tokenizer)
     if cfg.epochs is not None:  # the schedule, the bar and the last step follow from here
         cfg.max_steps = epoch_steps(cfg.epochs, len(train_set), cfg.batch_size, cfg.epoch_tail)
-    model = build_model(cfg.model, tokenizer, cfg.max_length, cfg.dropout).to(d.device)
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    if cfg.fused_attention:
-        use_fused_attention(model, cfg.model)
-    objective: nn.Module = MLMObjective(model)
-    if d.active:
-        device_ids = [d.device.index] if d.device.type == "cuda" else None
-        objective = nn.parallel.DistributedDataParallel(objective, device_ids=device_ids)
-    if cfg.compile:
-        objective = torch.compile(objective)
+    model, objective = _model(cfg, d, tokenizer)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     collator = MaskingCollator(tokenizer, spec=cfg.masking, seed=cfg.seed, epoch=0)
@@ -189,6 +179,22 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         test_batches=test_batches, tokenizer=tokenizer, metrics=metrics,
         autocast=autocast(cfg, d.device), scaler=scaler, step=step, elapsed=elapsed,
     )  # fmt: skip
+
+
+def _model(cfg: TrainConfig, d: distributed.Dist, tokenizer: Any) -> tuple[nn.Module, nn.Module]:
+    """The encoder, and the objective the step calls (wrapped for DDP and compile)."""
+    model = build_model(cfg.model, tokenizer, cfg.max_length, cfg.dropout).to(d.device)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if cfg.fused_attention:
+        use_fused_attention(model, cfg.model)
+    objective: nn.Module = MLMObjective(model)
+    if d.active:
+        device_ids = [d.device.index] if d.device.type == "cuda" else None
+        objective = nn.parallel.DistributedDataParallel(objective, device_ids=device_ids)
+    if cfg.compile:
+        objective = torch.compile(objective)
+    return model, objective
 
 
 def _blocks(cfg: TrainConfig, d: distributed.Dist, tokenizer: Any) -> tuple[Any, Any]:
@@ -313,7 +319,9 @@ def _evaluate(cfg: TrainConfig, d: distributed.Dist, run: _Run, bar: Any) -> Non
 def _probe(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> None:
     """The variance terms of ``--variance-every``, probed on rank 0."""
     if d.main:
-        terms = _variance(run.model, run.tokenizer, run.eval_set, cfg)
+        from femlm.variance.probe import terms_during_training
+
+        terms = terms_during_training(run.model, run.tokenizer, run.eval_set, cfg)
         run.metrics.write(step=run.step, **terms.to_row())
     d.barrier()
 
@@ -354,25 +362,13 @@ def _micro_batches(
     size = len(mine) // cfg.grad_accum
     for k in range(cfg.grad_accum):
         chunk = mine[k * size : (k + 1) * size]
-        columns = data[
-            [i for _, i in chunk]
-        ]  # input_ids, and word_ids when the strategy reads them
+        columns = data[[i for _, i in chunk]]  # input_ids (and word_ids if read)
         features = [{key: v[j] for key, v in columns.items()} for j in range(len(chunk))]
         for f, (epoch, i) in zip(features, chunk, strict=True):
             f["example_index"] = i
             if len(epochs) > 1:  # a step across an epoch's end: each row keys on its own
                 f["epoch"] = epoch
         yield collator(features)
-
-
-def _variance(model: nn.Module, tokenizer: Any, eval_set: Any, cfg: TrainConfig) -> Any:
-    """Point estimates of the variance terms, probed as the end-of-run probe does."""
-    from femlm.variance.analyser import variance_terms
-    from femlm.variance.probe import pick_sequences, probe_views
-
-    sequences = pick_sequences(eval_set, cfg.variance_sequences, cfg.seed)
-    views = probe_views(cfg.masking)
-    return variance_terms(model, sequences, tokenizer, views=views, seed=cfg.seed)
 
 
 def _backward(loss: Tensor) -> None:
