@@ -498,5 +498,9 @@ def test_compute_note_adds_the_downstream_runs_own_timings(tmp_path):
     variants = {"a": [SimpleNamespace(seconds=3600.0), SimpleNamespace(seconds=None)]}
     text = "\n".join(compute_note(tmp_path, variants))
     assert "1 runs timed, 1.0 hours of pre-training" in text
-    assert "2 fine-tuning runs, 1.0 hours; 1 probe runs, 0.1 hours" in text
+    assert "2 fine-tuning runs, 1.0 hours; 1 probe runs, 6.0 minutes." in text
+    assert "not timed" not in text  # no learning-rate search was run
+    searched = {**runs, "lr_search": [{"lr": 1e-4}, {"lr": 1e-3}]}
+    (tmp_path / "a" / "seed-3" / "finetune-movies.json").write_text(json.dumps(searched))
+    assert "rates not chosen are not timed" in "\n".join(compute_note(tmp_path, variants))
     assert compute_note(tmp_path, {"a": [SimpleNamespace(seconds=None)]}) == []

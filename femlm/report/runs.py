@@ -131,23 +131,28 @@ def compute_note(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
 def _downstream_compute(folder: Path) -> list[str]:
     """The fine-tuning and probe runs' own ``seconds``, variants' and references' alike."""
     kinds = {"fine-tuning": "*finetune-*.json", "probe": "*probe-*.json"}
-    parts = []
+    parts, searched = [], False
     for kind, pattern in kinds.items():
+        records = [json.loads(f.read_text()) for f in sorted(folder.rglob(pattern))]
+        searched = searched or any(len(r.get("lr_search") or []) > 1 for r in records)
         seconds = [
-            r["seconds"]
-            for f in sorted(folder.rglob(pattern))
-            for r in json.loads(f.read_text()).get("runs", [])
-            if isinstance(r, dict) and r.get("seconds") is not None
+            run["seconds"]
+            for r in records
+            for run in r.get("runs", [])
+            if isinstance(run, dict) and run.get("seconds") is not None
         ]
         if seconds:
-            parts.append(f"{len(seconds)} {kind} runs, {sum(seconds) / 3600:.1f} hours")
+            parts.append(f"{len(seconds)} {kind} runs, {_duration(sum(seconds))}")
     if not parts:
         return []
-    return [
-        f"Downstream compute (the runs' own timings): {'; '.join(parts)}; the fine-tuning "
-        "learning-rate search's runs at the rates not chosen are not timed.",
-        "",
-    ]
+    line = f"Downstream compute (the runs' own timings): {'; '.join(parts)}"
+    if searched:
+        line += "; the learning-rate search's runs at the rates not chosen are not timed"
+    return [line + ".", ""]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.1f} minutes"
 
 
 def read_config(folder: Path) -> dict[str, Any]:

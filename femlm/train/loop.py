@@ -319,7 +319,7 @@ def _evaluate(cfg: TrainConfig, d: distributed.Dist, run: _Run, bar: Any) -> Non
 def _probe(cfg: TrainConfig, d: distributed.Dist, run: _Run) -> None:
     """The variance terms of ``--variance-every``, probed on rank 0."""
     if d.main:
-        from femlm.variance.probe import terms_during_training
+        from femlm.variance.during import terms_during_training
 
         terms = terms_during_training(run.model, run.tokenizer, run.eval_set, cfg)
         run.metrics.write(step=run.step, **terms.to_row())

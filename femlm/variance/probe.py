@@ -40,17 +40,6 @@ def pick_sequences(rows: Any, n: int, seed: int) -> list[Tensor]:
     return [torch.tensor(rows[int(i)]["input_ids"], dtype=torch.long) for i in order[:n]]
 
 
-def terms_during_training(model: Any, tokenizer: Any, eval_set: Any, cfg: TrainConfig) -> Any:
-    """Point estimates of the variance terms at a training step, on the sequences and
-    views the end-of-run probe would use (``cfg.variance_sequences`` blocks)."""
-    from femlm.variance.analyser import variance_terms  # it imports this module
-
-    sequences = pick_sequences(eval_set, cfg.variance_sequences, cfg.seed)
-    return variance_terms(
-        model, sequences, tokenizer, views=probe_views(cfg.masking), seed=cfg.seed
-    )
-
-
 def run_settings(model: str) -> TrainConfig | None:
     """The training config saved beside a run's model (``final/`` or the run folder)."""
     for folder in (Path(model), Path(model).parent):
