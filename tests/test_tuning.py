@@ -68,6 +68,8 @@ def test_the_best_is_chosen_on_dev_and_judged_on_the_verdict_seeds_test(tmp_path
     assert "fully-explored-epochs best minus standard best, test loss: +0.2000" in text
     assert "worse" in text.split("best minus standard best")[1].split("\n")[0]
     assert "draw 1: +0.2000, draw 2: +0.2000" in text
+    # the cell table's dev loss is what the choice saw: seeds 0-2, not the verdict seeds
+    assert "| fe-K7-lr5 | 0.1429 | constant | 0.0005 | 6 | 4.9010 | 5.3000 |" in text
     assert "start 0: +0.2000 (n=1)" in text
     assert "| 0.143 | constant | fully-explored-epochs |" in text
     # each best sits at an end of the two-value lr grid, and the report says so

@@ -119,17 +119,20 @@ def tuned_section(
         f"{verdict} (docs/protocol.md). Losses are final hidden-token losses; a difference "
         "is the paired mean ± the half-width of its 95% t interval.",
         "",
-        "| arm | variant | rate | schedule | lr | seeds | mean dev loss | mean test loss |",
+        "| arm | variant | rate | schedule | lr | seeds run | mean dev loss, its choice seeds "
+        "| mean test loss, seeds run |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for arm, members in groups.items():
         for n in members:
             c = variant_config(config, n)
             dev, test = dev_by_seed(variants[n]), test_by_seed(variants[n])
+            chosen_on = [v for s, v in dev.items() if s in select or not select]
+            mean_dev = statistics.fmean(chosen_on) if chosen_on else None
             mean_test = statistics.fmean(test.values()) if test else None
             lines.append(
                 f"| {arm} | {n} | {c.masking.rate:.4f} | {c.schedule} | {c.lr:g} | "
-                f"{len(dev)} | {statistics.fmean(dev.values()):.4f} | {_show(mean_test)} |"
+                f"{len(dev)} | {_show(mean_dev)} | {_show(mean_test)} |"
             )
     best = {arm: choose(members, variants, select) for arm, members in groups.items()}
     lines += ["", starts_note([variants[n] for n in names])]
