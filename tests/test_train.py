@@ -274,6 +274,7 @@ def test_the_training_probe_measures_what_trained_and_femlm_variance_agrees(
     # round gave the probe K = 2. Both probes read K and the split from the run, and
     # draw the same validation sequences for the same seed; --seed only moves the pick.
     import femlm.variance.analyser as analyser
+    import femlm.variance.during as during
     from femlm.variance.config import VarianceConfig
     from femlm.variance.probe import probe_config
 
@@ -284,7 +285,7 @@ def test_the_training_probe_measures_what_trained_and_femlm_variance_agrees(
         seen.append(torch.stack(sequences))
         return original(model, sequences, tokenizer, **kw)
 
-    monkeypatch.setattr(analyser, "variance_terms", spy)
+    monkeypatch.setattr(during, "variance_terms", spy)  # the training probe's
     out = tmp_path / "run"
     extra = ("--max-steps", "2", "--variance-every", "2", "--variance-sequences", "3")
     extra += ("--rate", "0.4", "--validation-fraction", "0.1", "--seed", "5")
