@@ -119,6 +119,8 @@ headline() {
         *) pairs=() ;;
     esac
     python scripts/publish_results.py "runs/$name" "docs/results/$name" ${pairs[@]+"${pairs[@]}"}
+    # stage E's own report: best against best by budget, the rule of thumb, H (stage G)
+    [[ $name != tuned-epochs-* ]] || python scripts/epochs_study.py "${name#tuned-epochs-}"
     if [ -n "${failed:-}" ]; then echo "results.sh: $failed failed (errors above)" >&2; return 1; fi
 }
 
