@@ -97,8 +97,11 @@ headline() {
     [[ $name == tuned-* ]] && warm=(--variants tiny)
     [ "$name" = presets ] || [ "$name" = tuned-mini ] || [ -d runs/presets/tiny/seed-2/final ] ||
         femlm experiment configs/presets.yaml --no-report --processes "${FEMLM_PROCESSES:-1}" ${warm[@]+"${warm[@]}"}
-    [ "$name" != tuned-mini ] || [ -d runs/mini-presets/mini/seed-2/final ] ||  # stage D's starts
-        femlm experiment configs/mini-presets.yaml --no-report --processes "${FEMLM_PROCESSES:-1}"
+    if [ "$name" = tuned-mini ]; then  # stage D's starts, each extended until 1 nat below unigram
+        [ -d runs/mini-presets/mini/seed-2/final ] ||
+            femlm experiment configs/mini-presets.yaml --no-report --processes "${FEMLM_PROCESSES:-1}"
+        python scripts/mini_starts.py
+    fi
     local carry=()  # the protocol's grids span sessions: each run is published into
     # docs/results/NAME as it finishes and restored from there, not re-run (docs/protocol.md,
     # amendment 1); FEMLM_CARRY=0 runs every cell again

@@ -124,3 +124,19 @@ def test_stage_e_adds_standard_at_fe_epochs_best_cell_and_stage_g_fits_dev(pg, t
     predicted = {row["epochs"]: row["gain"] for row in result["predicted"]}
     assert predicted[1] == predicted[5] == 0.0  # below one cycle of K = 7
     assert predicted[10] / predicted[40] == pytest.approx(2.0)  # c s(r, E) halves as E x4
+
+
+def test_stage_d_starts_are_judged_on_their_last_hidden_token_evaluation(tmp_path):
+    standing = _module("mini_starts").standing
+    metrics = tmp_path / "metrics.jsonl"
+    rows = [
+        {"step": 0, "unigram_loss": 7.1},
+        {"step": 1000, "eval_loss": 6.0},
+        {"step": 2000, "eval_loss": 6.15},  # the last evaluation counts, not the best
+    ]
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    now = standing(metrics)
+    assert now["steps"] == 2000 and now["below_unigram"] == pytest.approx(0.95)
+    assert not now["reached"]
+    metrics.write_text(metrics.read_text() + json.dumps({"step": 3000, "eval_loss": 6.1}) + "\n")
+    assert standing(metrics)["reached"]
