@@ -264,6 +264,13 @@ class RunSettings(Checked):
         "fp16 autocast with a gradient scaler, for GPUs without bf16 (T4, V100)",
         affects_training=True,
     )
+    auto_bf16: bool = _f(
+        False,
+        "bf16 autocast only where the device runs it natively (a CUDA GPU with bf16, a CPU "
+        "with AVX512-BF16 or AMX), fp32 elsewhere; picked once at the run's start, logged and "
+        "saved as bf16 (a resumed run keeps the pick)",
+        affects_training=True,
+    )
     gradient_checkpointing: bool = _f(
         False,
         "recompute activations in backward: less memory for long sequences, more time",

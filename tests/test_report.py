@@ -504,3 +504,18 @@ def test_compute_note_adds_the_downstream_runs_own_timings(tmp_path):
     (tmp_path / "a" / "seed-3" / "finetune-movies.json").write_text(json.dumps(searched))
     assert "rates not chosen are not timed" in "\n".join(compute_note(tmp_path, variants))
     assert compute_note(tmp_path, {"a": [SimpleNamespace(seconds=None)]}) == []
+
+
+def test_the_report_says_when_runs_mix_precisions(tmp_path):
+    from femlm.report.runs import precision_note
+
+    def run(variant: str, seed: int, **saved) -> None:
+        folder = tmp_path / variant / f"seed-{seed}"
+        folder.mkdir(parents=True)
+        (folder / "femlm_config.json").write_text(json.dumps({"bf16": False, **saved}))
+
+    run("a", 0)
+    run("b", 0)
+    assert precision_note(tmp_path) == []  # fp32 everywhere: the committed reports unchanged
+    run("a", 1, bf16=True)  # auto_bf16 picked bf16 on another machine
+    assert "**mixed** (1 bf16, 2 fp32 runs)" in precision_note(tmp_path)[0]

@@ -504,6 +504,35 @@ def test_fp16_scales_the_loss_and_resumes_with_the_scaler(setup, tmp_path, capsy
     assert "exclude each other" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_bf16_picks_by_the_cpu_once_and_a_resume_keeps_the_pick(
+    setup, tmp_path, monkeypatch, caplog, native
+):
+    import femlm.train.loop as loop
+    import femlm.train.precision as precision
+
+    used = []  # the precision each start (fresh or resumed) trains in
+
+    def spy(cfg, device):
+        used.append(cfg.bf16)
+        return precision.autocast(cfg, device)
+
+    monkeypatch.setattr(loop, "autocast", spy)
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: native)
+    out = tmp_path / "run"
+    extra = ("--max-steps", "2", "--schedule", "constant", "--save-every", "2")
+    with caplog.at_level("INFO", logger="femlm"):
+        assert main(_args(setup, out, "--auto-bf16", *extra)) == 0
+    assert json.loads((out / "femlm_config.json").read_text())["bf16"] is native
+    assert ("auto_bf16: bf16 autocast" if native else "auto_bf16: fp32") in caplog.text
+    # resumed on a machine that would pick the other way: the run keeps its precision
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: not native)
+    resumed = ("--max-steps", "4", "--schedule", "constant", "--resume", "--auto-bf16")
+    assert main(_args(setup, out, *resumed)) == 0
+    assert used == [native, native]
+    assert main(_args(setup, tmp_path / "both", "--fp16", "--auto-bf16")) == 2
+
+
 def test_errors_name_the_real_cause(setup, tmp_path, capsys):
     def error(args):
         assert main(args) == 2

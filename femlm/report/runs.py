@@ -128,6 +128,28 @@ def compute_note(folder: Path, variants: dict[str, list[Run]]) -> list[str]:
     return [line, "", *_downstream_compute(folder)]
 
 
+def precision_note(folder: Path) -> list[str]:
+    """The precision the runs trained in, said only where any used autocast (``auto_bf16``
+    picks by machine, so a grid spanning machines can mix): a comparison across
+    precisions measures rounding as well as masking."""
+    kinds: dict[str, int] = {}
+    for _, run in ExperimentDir(folder).runs():
+        if run.config.is_file():
+            saved = json.loads(run.config.read_text())
+            kind = "bf16" if saved.get("bf16") else "fp16" if saved.get("fp16") else "fp32"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    if set(kinds) <= {"fp32"}:
+        return []
+    if len(kinds) == 1:
+        return [f"Precision: every run trained with {next(iter(kinds))} autocast.", ""]
+    counts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    return [
+        f"Precision: **mixed** ({counts} runs); a comparison across precisions measures "
+        "rounding as well as masking.",
+        "",
+    ]
+
+
 def _downstream_compute(folder: Path) -> list[str]:
     """The fine-tuning and probe runs' own ``seconds``, variants' and references' alike."""
     kinds = {"fine-tuning": "*finetune-*.json", "probe": "*probe-*.json"}

@@ -22,6 +22,7 @@ from femlm.report.runs import (
     first_saved_config,
     load_runs,
     pick_baseline,
+    precision_note,
     read_config,
     unfinished_note,
     variant_spec,
@@ -210,7 +211,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     md = [f"# Report: {folder.name}", ""]
     if unigram:
         md += [f"Unigram baseline (eval targets from training token frequencies): {unigram:.4f}"]
-    md += ["", *eval_note(folder), *compute_note(folder, variants), *unfinished_note(folder)]
+    md += ["", *eval_note(folder), *compute_note(folder, variants), *precision_note(folder)]
+    md += unfinished_note(folder)
     md += ["## Efficiency", "", *eff_lines, ""]
     md += [f"![validation loss vs steps]({plots[0].name})", ""]
     md += [f"![validation loss vs time]({plots[1].name})", ""]

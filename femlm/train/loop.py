@@ -50,6 +50,7 @@ from femlm.train.precision import (
     check_precision,
     enable_gradient_checkpointing,
     grad_scaler,
+    resolve_auto_bf16,
 )
 from femlm.train.resume import config_for, resume_point
 
@@ -134,6 +135,8 @@ def _setup(cfg: TrainConfig, resume: bool, d: distributed.Dist) -> _Run:
         torch.set_num_threads(cfg.threads)
     out = RunDir(cfg.out_dir)
     start = resume_point(out, resume) if d.main else None
+    if not resume:  # a resumed run keeps the precision its saved config records
+        resolve_auto_bf16(cfg, d.device)
     torch.manual_seed(cfg.seed)
 
     from femlm.data.readers import resolve_inputs
