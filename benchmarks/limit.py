@@ -217,11 +217,12 @@ def fused_ab(size: str, length: int, threads: int, steps: int) -> dict:
             "fused_tokens_per_s": rows * length / f, "fused_over_eager": e / f}  # fmt: skip
 
 
-def child(kind: str, *args: str, threads: int, steps: int) -> dict:
-    """Run one measurement in a fresh process; its result and its peak resident memory."""
+def child(kind: str, *args: str, threads: int, steps: int, script: str = __file__) -> dict:
+    """Run one measurement in a fresh process of ``script`` (this file, or a benchmark
+    built on it); its result and its peak resident memory."""
     cmd = [
         sys.executable,
-        __file__,
+        script,
         "--child",
         kind,
         *args,
