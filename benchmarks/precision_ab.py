@@ -125,7 +125,7 @@ def main() -> None:
         f"# {model}; flags: {' '.join(flags)}; {args.threads} thread(s), torch {torch.__version__}"
     )
     print(
-        f"# native bf16 matmuls: {'yes' if native else 'no'} (precision auto picks {'bf16' if native else 'fp32'})"
+        f"# native bf16 matmuls: {'yes' if native else 'no'} (--auto-bf16 picks {'bf16' if native else 'fp32'})"
     )
     mm = {str(d).split(".")[1]: square_matmul(d) for d in (torch.float32, torch.bfloat16)}
     print(f"1024^3 matmul: fp32 {mm['float32'] / 1e9:,.0f} GFLOP/s, bf16 {mm['bfloat16'] / 1e9:,.0f} "
