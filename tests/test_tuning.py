@@ -171,3 +171,23 @@ def test_downstream_is_judged_best_against_best_per_unit_and_against_the_referen
     )
     assert "+0.0100 ±" in fe_ref  # 0.62 against its start's 0.61, paired by unit
     assert "+0.1100 ±" in fe_ref and "Welch" in fe_ref  # against the untrained preset's 0.51
+
+
+def test_no_verdict_is_given_before_every_verdict_unit_has_run(tmp_path):
+    # stage C half run: two of the three verdict seeds, both lower for fe
+    losses = {
+        "std-r7-lr1": {s: (5.0, 5.1 + 0.001 * s) for s in range(5)},
+        "fe-K7-lr5": {s: (4.9, 5.0) for s in range(5)},
+    }
+    spec = _grid(tmp_path / "g", losses)
+    spec["probe"] = {"pretrain_seeds": [3, 4, 5]}
+    root = tmp_path / "g"
+    for unit in (3, 4):
+        _probe(root / "std-r7-lr1" / f"seed-{unit}" / "probe-movies.json", [0.60 + unit / 1000])
+        _probe(root / "fe-K7-lr5" / f"seed-{unit}" / "probe-movies.json", [0.62])
+    text = "\n".join(tuned_section(spec, load_runs(root), root))
+    assert "best minus standard best" not in text  # the verdict's own line is withheld
+    assert "verdict seeds not finished (2 of 3): interim -0.1035 ±" in text
+    assert "no verdict until all have run" in text
+    probe = next(line for line in text.splitlines() if line.startswith("| linear probe | movies"))
+    assert probe.endswith("| interim (2 of 3 units): no verdict |")

@@ -178,12 +178,17 @@ def _reference_scores(
 
 
 def best_downstream(
-    best: dict[str, str], variants: dict[str, list[Run]], folder: Path | None, n_starts: int
+    best: dict[str, str],
+    variants: dict[str, list[Run]],
+    folder: Path | None,
+    n_starts: int,
+    planned: dict[str, list[int] | None] | None = None,
 ) -> list[str]:
     """Stage F's verdicts (docs/protocol.md): the other arm's best minus standard's best in
     test macro-F1, paired over pre-training units; then each best against the start
     each of its units began from (paired by unit) and against the untrained preset
-    (Welch over its initialisation seeds)."""
+    (Welch over its initialisation seeds). ``planned``: the units each kind (``probe``,
+    ``finetune``) is to run on; while some have not, a row is interim, not a verdict."""
     others = [a for a in best if a != "standard"]
     if "standard" not in best or not others:
         return []
@@ -203,9 +208,16 @@ def best_downstream(
                 if len(set(mine) & set(std)) < 2:
                     continue
                 t = t_test(mine, std)
+                units = (planned or {}).get(kind) or []
+                done = len(set(mine) & set(std) & set(units))
+                verdict = (
+                    f"interim ({done} of {len(units)} units): no verdict"
+                    if done < len(units)
+                    else HIGHER_BETTER[t.outcome]
+                )
                 lines.append(
                     f"| {label} | {task} | {arm} {fmt(list(mine.values()))} | "
-                    f"{fmt(list(std.values()))} | {t.text()} | {HIGHER_BETTER[t.outcome]} |"
+                    f"{fmt(list(std.values()))} | {t.text()} | {verdict} |"
                 )
             if folder:
                 refs += _against_references(best, variants, Path(folder), task, kind, n_starts)

@@ -143,7 +143,8 @@ def tuned_section(
     if edges := edge_note(config, groups, chosen):
         lines += [edges, ""]
     n_starts = len(config.get("starts") or []) or 1
-    if downstream := best_downstream(chosen, variants, folder and Path(folder), n_starts):
+    planned = {k: (config.get(k) or {}).get("pretrain_seeds") for k in ("probe", "finetune")}
+    if downstream := best_downstream(chosen, variants, folder and Path(folder), n_starts, planned):
         lines += [*downstream, ""]
     lines += _same_rate(config, groups, variants, select)
     return lines
@@ -234,9 +235,11 @@ def _best_against_best(
             continue
         mine = {s: v for s, v in test_by_seed(variants[name]).items() if s in seeds}
         shared = sorted(set(mine) & set(ref))
-        if len(shared) < 2:
+        if len(shared) < len(seeds):  # a verdict is over every verdict seed, never part
+            interim = f": interim {t_test(mine, ref).text()}" if len(shared) > 1 else ""
             lines.append(
-                f"{arm} best against standard best: verdict seeds not finished ({len(shared)} of {len(seeds)})"
+                f"{arm} best against standard best: verdict seeds not finished "
+                f"({len(shared)} of {len(seeds)}){interim}; no verdict until all have run"
             )
             continue
         t = t_test(mine, ref)
