@@ -85,6 +85,8 @@ def test_a_missing_unit_leaves_the_rule_unanswered():
     study = epochs_study(c, c_runs, e, e_runs)
     assert study.best[-1].units == [3, 4]
     assert study.rule == "not yet (budgets [80] lack units)"
+    row = next(line for line in study_lines(study) if line.startswith("| 80 |"))
+    assert row.endswith("| interim: no verdict |")
 
 
 def test_h_is_rejected_only_where_the_interval_excludes_its_prediction():

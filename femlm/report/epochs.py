@@ -38,11 +38,17 @@ class Point:
     standard_loss: float | None
     verdict: Verdict | None  # None below 2 shared units
     predicted: float | None = None  # H's committed gain at this budget
+    planned: int = 0  # the units the budget is to run on
+
+    @property
+    def complete(self) -> bool:
+        return self.verdict is not None and len(self.units) >= self.planned
 
     @property
     def h_rejected(self) -> bool | None:
-        """Whether the measured interval excludes H's prediction (None: nothing to judge)."""
-        if self.predicted is None or self.verdict is None:
+        """Whether the measured interval excludes H's prediction (None: nothing to judge,
+        or not every planned unit has run)."""
+        if self.predicted is None or not self.complete:
             return None
         return abs(self.verdict.diff - self.predicted) > self.verdict.half
 
@@ -83,7 +89,11 @@ def series(
 
 
 def _pair(
-    fe: dict[int, list[Run]], std: dict[int, list[Run]], epochs_of: Any, predicted: dict
+    fe: dict[int, list[Run]],
+    std: dict[int, list[Run]],
+    epochs_of: Any,
+    predicted: dict,
+    planned: int,
 ) -> list[Point]:
     points = []
     for steps in sorted(set(fe) & set(std)):
@@ -95,7 +105,7 @@ def _pair(
             statistics.fmean(a[s] for s in shared) if shared else None,
             statistics.fmean(b[s] for s in shared) if shared else None,
             t_test({s: a[s] for s in shared}, {s: b[s] for s in shared}) if len(shared) > 1 else None,
-            predicted.get(e),
+            predicted.get(e), planned,
         ))  # fmt: skip
     return points
 
@@ -104,7 +114,7 @@ def rule_of_thumb(points: list[Point], units: list[int]) -> str:
     """The protocol's rule on best-against-best points, in words."""
     if not points:
         return "not yet (no budget finished)"
-    unfinished = [p.epochs for p in points if len(p.units) < len(units) or p.verdict is None]
+    unfinished = [p.epochs for p in points if not p.complete]
     if unfinished:
         return f"not yet (budgets {unfinished} lack units)"
     found = None
@@ -141,8 +151,8 @@ def epochs_study(
 
     got = {n: series(c_config, c_runs, e_config, e_runs, n, units) for n in {fe, std, same}}
     predicted = {p["epochs"]: p["gain"] for p in (prediction or {}).get("predicted", [])}
-    best = _pair(got[fe], got[std], epochs_of, {})
-    same_points = _pair(got[fe], got[same], epochs_of, predicted)
+    best = _pair(got[fe], got[std], epochs_of, {}, len(units))
+    same_points = _pair(got[fe], got[same], epochs_of, predicted, len(units))
     return Study(
         units, fe, std, same, best, same_points, rule_of_thumb(best, units),
         _starts_line(got, units),
@@ -179,7 +189,7 @@ def _table(points: list[Point], with_h: bool) -> list[str]:
     lines = [head, rule]
     for p in points:
         diff = p.verdict.text() if p.verdict else "fewer than 2 units"
-        verdict = VERDICTS[p.verdict.outcome] if p.verdict else "—"
+        verdict = VERDICTS[p.verdict.outcome] if p.complete else "interim: no verdict"
         row = f"| {p.epochs} | {p.steps} | {len(p.units)} | {_fmt(p.fe_loss)} | {_fmt(p.standard_loss)} | {diff} | {verdict} |"  # fmt: skip
         if with_h:
             judged = {None: "—", True: "**rejected**", False: "not rejected"}[p.h_rejected]
