@@ -104,6 +104,12 @@ def test_the_references_say_whether_they_were_measured_on_the_runs_own_starts(tm
     path.write_text(json.dumps({"s0": "aa", "s1": "zz"}))
     note = references_note(config, variants, path)
     assert "start 1 (zz against the runs' ['bb'])" in note and "start 0" not in note
+    # only the verdict units are read beside the references: selection units from an
+    # earlier session's starts do not make them "elsewhere"
+    config["tuning"] = {"verdict_seeds": [2, 3]}
+    variants["a"] += [_run(4, "old"), _run(5, "old")]
+    path.write_text(json.dumps({"s0": "aa", "s1": "bb"}))
+    assert "measured on the runs' own starts" in references_note(config, variants, path)
 
 
 def test_a_written_grid_records_each_arms_best_and_each_cells_lr_in_its_seeds():

@@ -193,16 +193,19 @@ def starts_note(groups: list[list[Run]]) -> str:
 
 def references_note(config: dict[str, Any], variants: dict[str, list[Run]], path: Path) -> str:
     """Whether the references (probes and fine-tuning of the starts) were measured on the
-    starts the runs began from: unit u begins from start u mod (number of starts)."""
+    starts the verdict units began from (unit u begins from start u mod the number of
+    starts); the references are read beside those units only, so the selection units,
+    which may come from another session's starts, do not count."""
     measured = json.loads(path.read_text())
     starts = list(config.get("starts") or [])
+    verdict = set((config.get("tuning") or {}).get("verdict_seeds") or [])
     differ = []
     for i, start in enumerate(starts):
         runs_fp = {
             r.start_weights
             for runs in variants.values()
             for r in runs
-            if r.seed % len(starts) == i and r.start_weights
+            if r.seed % len(starts) == i and r.start_weights and (not verdict or r.seed in verdict)
         }
         if start in measured and runs_fp and runs_fp != {measured[start]}:
             differ.append(f"start {i} ({measured[start]} against the runs' {sorted(runs_fp)})")
