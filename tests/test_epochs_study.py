@@ -116,3 +116,26 @@ def test_starts_from_another_session_are_named():
     assert "began from one start" in epochs_study(c, c_runs, e, e_runs).starts
     e_runs["standard-r2-linear-lr0.001-e5"][1].start_weights = "other"  # unit 4
     assert "units [4]" in epochs_study(c, c_runs, e, e_runs).starts
+
+
+def test_a_pair_whose_arms_began_from_different_starts_is_not_judged():
+    """Stage C ran in an earlier session: its fe-epochs best at 40 epochs began from
+    that session's starts, the same-rate standard run of stage E from this session's."""
+    gains = dict.fromkeys((1, 5, 10, 20, 40, 80), -0.05)
+    prediction = {"predicted": [{"epochs": e, "gain": 0.05} for e in (1, 5, 10, 20, 40, 80)]}
+    c, c_runs, e, e_runs = _grids("tapt", _noisy_gain(gains))
+    for run in c_runs["fe-epochs-K2-constant-lr0.001"] + c_runs["standard-r2-linear-lr0.001"]:
+        run.start_weights = "earlier-" + run.start_weights
+    study = epochs_study(c, c_runs, e, e_runs, prediction)
+    forty = study.same[4]
+    assert forty.epochs == 40 and forty.unpaired == [3, 4, 5] and forty.verdict is None
+    assert forty.h_rejected is None  # H is rejected at the other budgets, not at this one
+    assert [p.h_rejected for p in study.same] == [True, True, True, True, None, True]
+    assert study.best[4].unpaired == [] and study.best[4].complete  # both from stage C
+    row = next(
+        line for line in study_lines(study) if line.startswith("| 40 |") and "judged" in line
+    )
+    assert "units [3, 4, 5]: arms from different starts" in row
+    assert study_json(study)["same_rate"][4]["unpaired_units"] == [3, 4, 5]
+    e_runs["standard-r2-linear-lr0.001-e5"][0].start_weights = "other"  # best against best
+    assert epochs_study(c, c_runs, e, e_runs).rule.startswith("not judged (budgets [5]")

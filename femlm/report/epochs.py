@@ -39,6 +39,7 @@ class Point:
     verdict: Verdict | None  # None below 2 shared units
     predicted: float | None = None  # H's committed gain at this budget
     planned: int = 0  # the units the budget is to run on
+    unpaired: list[int] = dataclasses.field(default_factory=list)  # arms from two starts
 
     @property
     def complete(self) -> bool:
@@ -98,22 +99,35 @@ def _pair(
     points = []
     for steps in sorted(set(fe) & set(std)):
         a, b = test_by_seed(fe[steps]), test_by_seed(std[steps])
-        shared = sorted(set(a) & set(b))
+        # amendment 1: a pair judges only where both arms began from one start's weights
+        starts_a, starts_b = _start_by_seed(fe[steps]), _start_by_seed(std[steps])
+        unpaired = sorted(
+            s for s in set(a) & set(b)
+            if starts_a.get(s) and starts_b.get(s) and starts_a[s] != starts_b[s]
+        )  # fmt: skip
+        shared = sorted(set(a) & set(b) - set(unpaired))
         e = epochs_of(steps)
         points.append(Point(
             e, steps, shared,
             statistics.fmean(a[s] for s in shared) if shared else None,
             statistics.fmean(b[s] for s in shared) if shared else None,
             t_test({s: a[s] for s in shared}, {s: b[s] for s in shared}) if len(shared) > 1 else None,
-            predicted.get(e), planned,
+            predicted.get(e), planned, unpaired,
         ))  # fmt: skip
     return points
+
+
+def _start_by_seed(runs: list[Run]) -> dict[int, str | None]:
+    return {r.seed: r.start_weights for r in runs}
 
 
 def rule_of_thumb(points: list[Point], units: list[int]) -> str:
     """The protocol's rule on best-against-best points, in words."""
     if not points:
         return "not yet (no budget finished)"
+    unpaired = [p.epochs for p in points if p.unpaired]
+    if unpaired:
+        return f"not judged (budgets {unpaired} pair runs from different starts)"
     unfinished = [p.epochs for p in points if not p.complete]
     if unfinished:
         return f"not yet (budgets {unfinished} lack units)"
@@ -170,7 +184,8 @@ def _starts_line(got: dict[str, dict[int, list[Run]]], units: list[int]) -> str:
     if mixed:
         return (
             f"Starts: units {mixed} have runs from different start weights (pre-trained again "
-            "in another session); their pairs carry that difference too."
+            "in another session). A budget's pair is judged only on units whose two runs "
+            "began from the same weights (amendment 1); budgets are compared across starts."
         )
     return "Starts: each unit's runs, stage C's and stage E's, began from one start's weights."
 
@@ -190,6 +205,9 @@ def _table(points: list[Point], with_h: bool) -> list[str]:
     for p in points:
         diff = p.verdict.text() if p.verdict else "fewer than 2 units"
         verdict = VERDICTS[p.verdict.outcome] if p.complete else "interim: no verdict"
+        if p.unpaired:
+            diff = f"units {p.unpaired}: arms from different starts"
+            verdict = "not judged (not a pair)"
         row = f"| {p.epochs} | {p.steps} | {len(p.units)} | {_fmt(p.fe_loss)} | {_fmt(p.standard_loss)} | {diff} | {verdict} |"  # fmt: skip
         if with_h:
             judged = {None: "—", True: "**rejected**", False: "not rejected"}[p.h_rejected]
@@ -242,6 +260,7 @@ def study_json(study: Study) -> dict[str, Any]:
             "difference": v.diff if v else None, "half_width_95": v.half if v else None,
             "lower_in": v.lower if v else None, "outcome": v.outcome if v else None,
             "predicted": p.predicted, "h_rejected": p.h_rejected,
+            "unpaired_units": p.unpaired,
         }  # fmt: skip
 
     return {
@@ -262,7 +281,7 @@ def plot_study(study: Study, out: Path) -> Path:
     if study.same_rate != study.standard:
         pairs.append(("same rate", study.same, 1.03))
     for label, points, shift in pairs:
-        done = [p for p in points if p.verdict]
+        done = [p for p in points if p.verdict and not p.unpaired]
         ax.errorbar(
             [p.epochs * shift for p in done], [p.verdict.diff for p in done],
             yerr=[p.verdict.half for p in done], fmt="o-", capsize=3, label=label,
