@@ -101,11 +101,11 @@ def _pair(
         a, b = test_by_seed(fe[steps]), test_by_seed(std[steps])
         # amendment 1: a pair judges only where both arms began from one start's weights
         starts_a, starts_b = _start_by_seed(fe[steps]), _start_by_seed(std[steps])
+        both = set(a) & set(b)
         unpaired = sorted(
-            s for s in set(a) & set(b)
-            if starts_a.get(s) and starts_b.get(s) and starts_a[s] != starts_b[s]
+            s for s in both if starts_a.get(s) and starts_b.get(s) and starts_a[s] != starts_b[s]
         )  # fmt: skip
-        shared = sorted(set(a) & set(b) - set(unpaired))
+        shared = sorted(both - set(unpaired))
         e = epochs_of(steps)
         points.append(Point(
             e, steps, shared,
