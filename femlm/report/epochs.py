@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from femlm.errors import FemlmError
-from femlm.report.runs import Run, variant_config
+from femlm.report.runs import Run, start_weights_by_seed, variant_config
 from femlm.report.stats import VERDICTS, Verdict, t_test
 from femlm.report.tuning import cell_of, configured_bests, configured_cell, test_by_seed
 
@@ -174,12 +174,9 @@ def epochs_study(
 
 
 def _starts_line(got: dict[str, dict[int, list[Run]]], units: list[int]) -> str:
-    seen: dict[int, set[str]] = {}
-    for by_steps in got.values():
-        for runs in by_steps.values():
-            for r in runs:
-                if r.start_weights:
-                    seen.setdefault(r.seed, set()).add(r.start_weights)
+    seen = start_weights_by_seed(
+        r for by_steps in got.values() for rs in by_steps.values() for r in rs
+    )
     mixed = [u for u in units if len(seen.get(u, ())) > 1]
     if mixed:
         return (

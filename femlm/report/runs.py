@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,17 @@ class Run:
         """The last test loss (the mean over its draws of positions), when the run has a
         test set: what verdicts are judged on."""
         return self.tests[-1][1] if self.tests else None
+
+
+def start_weights_by_seed(runs: Iterable[Run]) -> dict[int, set[str]]:
+    """``{seed: {fingerprint, ...}}`` over runs that recorded their weights at step 0: more
+    than one fingerprint for a seed means its runs began from starts pre-trained again
+    (in another session, on another CPU), so their pairs carry that difference too."""
+    seen: dict[int, set[str]] = {}
+    for r in runs:
+        if r.start_weights is not None:
+            seen.setdefault(r.seed, set()).add(r.start_weights)
+    return seen
 
 
 def unfinished(run: RunDir) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 from femlm.masking.strategies import MaskingSpec
 from femlm.report.downstream import best_downstream
-from femlm.report.runs import Run, variant_config, variant_spec
+from femlm.report.runs import Run, start_weights_by_seed, variant_config, variant_spec
 
 
 def arm_of(spec: MaskingSpec) -> str:
@@ -168,17 +168,11 @@ def edge_note(config: dict[str, Any], groups: dict[str, list[str]], best: dict[s
 
 
 def starts_note(groups: list[list[Run]]) -> str:
-    """Whether every seed's runs started from bit-identical weights: a start pre-trained
-    again in another session (another CPU) differs in its last bits, so pairs across
-    sessions carry that difference too."""
-    by_seed: dict[int, set[str]] = {}
-    unknown = 0
-    for runs in groups:
-        for r in runs:
-            if r.start_weights is None:
-                unknown += 1
-            else:
-                by_seed.setdefault(r.seed, set()).add(r.start_weights)
+    """Whether every seed's runs started from bit-identical weights (a start pre-trained
+    again on another CPU differs in its last bits)."""
+    every = [r for runs in groups for r in runs]
+    by_seed = start_weights_by_seed(every)
+    unknown = sum(r.start_weights is None for r in every)
     mixed = sorted(s for s, found in by_seed.items() if len(found) > 1)
     line = (
         "Starts: every seed's runs began from bit-identical weights (fingerprints at step 0)."
