@@ -58,6 +58,7 @@ def measure(point: str, threads: int) -> dict:
         args += ["--tokenizer", "runs/bbc-tokenizer", "--validation-fraction", "0.05"]
     if size == "base":
         args += ["--grad-mode", "loop"]  # vmap's per-view buffers would not fit in 24 GiB
+    weights = _fingerprint(model) if state == "trained" else None
     start = time.time()
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -70,8 +71,19 @@ def measure(point: str, threads: int) -> dict:
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "seconds": round(time.time() - start, 1), "threads": threads,
     }  # fmt: skip
+    if weights:  # which pre-training of the preset was measured (a rerun elsewhere differs)
+        info["weights"] = weights
     (out / "point.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _fingerprint(model: str) -> str:
+    """The trained model's step-0 fingerprint, as a run starting from it records it."""
+    out = subprocess.run(
+        [sys.executable, "scripts/start_fingerprints.py", model],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)[model]
 
 
 def summarise(point: str) -> dict:
