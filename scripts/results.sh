@@ -107,6 +107,14 @@ headline() {
     # amendment 1); FEMLM_CARRY=0 runs every cell again
     [[ $name == tuned-* ]] && [ "${FEMLM_CARRY:-1}" = 1 ] && carry=(--carry "docs/results/$name")
     # FEMLM_PROCESSES=2: the grid split between two processes (one torch thread each)
+    if grep -q '^  exploratory-' "configs/$name.yaml"; then  # the protocol's runs first, then
+        # the arms added after results were seen (docs/protocol.md, amendment 4)
+        local planned=()
+        mapfile -t planned < <(python -c "import sys, yaml; print(*(n for n in yaml.safe_load(
+            open(sys.argv[1]))['runs'] if not n.startswith('exploratory-')), sep='\n')" "configs/$name.yaml")
+        femlm experiment "configs/$name.yaml" --no-report --processes "${FEMLM_PROCESSES:-1}" \
+            ${carry[@]+"${carry[@]}"} --variants "${planned[@]}"
+    fi
     femlm experiment "configs/$name.yaml" --no-report --processes "${FEMLM_PROCESSES:-1}" ${carry[@]+"${carry[@]}"}
     case "$name" in
         rotary-scratch|tapt-epochs) random_init "$name" movies ;;

@@ -92,7 +92,9 @@ def test_stage_b_and_c_follow_dev_losses_and_c_carries_stage_f(pg, tmp_path):
     assert c["finetune"]["lrs"] == [0.0003, 0.001, 0.003]
 
 
-def test_stage_e_adds_standard_at_fe_epochs_best_cell_and_stage_g_fits_dev(pg, tmp_path):
+def test_stage_e_adds_standard_at_fe_epochs_best_cell_stage_d_the_converse_and_g_fits_dev(
+    pg, tmp_path
+):
     import yaml
 
     from femlm.report.runs import load_runs
@@ -116,6 +118,13 @@ def test_stage_e_adds_standard_at_fe_epochs_best_cell_and_stage_g_fits_dev(pg, t
     assert "fe-epochs-K7-linear-lr0.0005-e40" not in e["runs"]  # stage C's runs are that
     assert e["runs"]["fe-epochs-K7-linear-lr0.0005-e1"]["max_steps"] == 35
     assert len(e["runs"]) == 5 + 5 + 6
+
+    d = pg.mini()  # stage D: the bests, and fe-epochs at standard's best cell, labelled
+    check_spec(d, "stage D")
+    assert set(d["runs"]) == {
+        "standard-r4-linear-lr0.001", "fe-epochs-K7-linear-lr0.0005",
+        "exploratory-fe-epochs-K4-linear-lr0.0005",
+    }  # fmt: skip
 
     result = _module("prediction").predict(c, load_runs(folder))
     assert result["best"] == "fe-epochs-K7-linear-lr0.0005" and result["K"] == 7
