@@ -169,15 +169,20 @@ def bests(spec: dict) -> dict[str, dict]:
     }
 
 
-def same_rate_standard(spec: dict) -> str | None:
-    """Standard's stage-B cell at fully-explored-epochs' best rate and schedule, where
-    standard's own best is another cell: stage G's hypothesis is about the same rate
-    (amendment 3)."""
+def at_other_best(spec: dict, arm: str) -> str | None:
+    """``arm``'s stage-B cell at the other arm's best rate and schedule, where the two
+    bests are different cells; None where they are one cell."""
     best = configured_bests(spec)
-    fe = next(n for a, n in best.items() if a != "standard")
-    if cell_of(spec, best["standard"]) == cell_of(spec, fe):
+    other = next(n for a, n in best.items() if a != arm)
+    if cell_of(spec, best[arm]) == cell_of(spec, other):
         return None
-    return configured_cell(spec, "standard", cell_of(spec, fe))
+    return configured_cell(spec, arm, cell_of(spec, other))
+
+
+def same_rate_standard(spec: dict) -> str | None:
+    """Standard at fully-explored-epochs' best cell: stage G's hypothesis is about the
+    same rate (amendment 3)."""
+    return at_other_best(spec, "standard")
 
 
 def epochs_study(setting: str) -> dict:
@@ -203,23 +208,14 @@ def epochs_study(setting: str) -> dict:
 EXPLORATORY = "exploratory-"  # the name prefix of an arm added after results were seen
 
 
-def same_schedule_fe(spec: dict) -> tuple[str, dict] | None:
-    """fully-explored-epochs' stage-B cell at standard's best rate and schedule, where the
-    bests differ (amendment 4, exploratory): on mini, masking alone against standard's
-    best, without fully-explored-epochs' tiny schedule."""
-    best = configured_bests(spec)
-    fe_arm, fe = next((a, n) for a, n in best.items() if a != "standard")
-    if cell_of(spec, best["standard"]) == cell_of(spec, fe):
-        return None
-    name = configured_cell(spec, fe_arm, cell_of(spec, best["standard"]))
-    return name, {k: v for k, v in spec["runs"][name].items() if k != "seeds"}
-
-
 def mini() -> dict:
     spec = stage_c("tapt")
     runs = bests(spec)
-    if extra := same_schedule_fe(spec):
-        runs[EXPLORATORY + extra[0]] = extra[1]
+    fe_arm = next(a for a in configured_bests(spec) if a != "standard")
+    # amendment 4 (exploratory): fully-explored-epochs at standard's best cell, so that on
+    # mini the masking alone is compared, without fully-explored-epochs' tiny schedule
+    if same := at_other_best(spec, fe_arm):
+        runs[EXPLORATORY + same] = {k: v for k, v in spec["runs"][same].items() if k != "seeds"}
     return {
         "name": "tuned-mini", "out_dir": "runs/tuned-mini", "seeds": [0, 1, 2, 3, 4],
         "starts": MINI, "base": base("tapt"), "runs": runs,

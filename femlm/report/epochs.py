@@ -100,11 +100,9 @@ def _pair(
     for steps in sorted(set(fe) & set(std)):
         a, b = test_by_seed(fe[steps]), test_by_seed(std[steps])
         # amendment 1: a pair judges only where both arms began from one start's weights
-        starts_a, starts_b = _start_by_seed(fe[steps]), _start_by_seed(std[steps])
         both = set(a) & set(b)
-        unpaired = sorted(
-            s for s in both if starts_a.get(s) and starts_b.get(s) and starts_a[s] != starts_b[s]
-        )  # fmt: skip
+        starts = start_weights_by_seed([*fe[steps], *std[steps]])
+        unpaired = sorted(s for s in both if len(starts.get(s, ())) > 1)
         shared = sorted(both - set(unpaired))
         e = epochs_of(steps)
         points.append(Point(
@@ -115,10 +113,6 @@ def _pair(
             predicted.get(e), planned, unpaired,
         ))  # fmt: skip
     return points
-
-
-def _start_by_seed(runs: list[Run]) -> dict[int, str | None]:
-    return {r.seed: r.start_weights for r in runs}
 
 
 def rule_of_thumb(points: list[Point], units: list[int]) -> str:
